@@ -1,0 +1,263 @@
+"""The lecture's models in flax.linen: BigramLanguageModel, Head, MultiHeadAttention, FeedForward, Block, GPTLanguageModel.
+
+One parameter layout whatever the switches: key/query/value live in one `qkv` kernel (C, 3, H, hs), the
+attention output projection is (H, hs, C), and the Blocks are stacked on a leading n_layer axis (`blocks`).
+`scan_layers` only decides whether that stack is run as a loop or unrolled.
+
+Both models share one interface: `__call__(idx, targets=None, deterministic=True) -> (logits, loss)` as in the
+lecture, and `decode(idx, cache, pos) -> (logits, cache)` which feeds tokens at absolute positions
+pos..pos+T-1 through a per-layer key/value cache of block_size slots (see `init_cache`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from .config import GPTConfig
+
+Cache = tuple[jax.Array, jax.Array] | None  # (k, v), each (n_layer, B, block_size, H, hs)
+
+
+def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """Mean cross-entropy in float32 (the lecture's F.cross_entropy); `weights` masks padded targets."""
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+    if weights is None:
+        return losses.mean()
+    return (losses * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+class Dense(nn.Module):
+    """x @ kernel + bias contracting the last `n_in` axes of x; kernel shape = in_shape + features.
+
+    With `lora_rank` > 0 it also holds a low-rank adapter lora_a @ lora_b (B starts at zero, so an adapted
+    model starts equal to its base) scaled by lora_alpha / lora_rank.
+    """
+    features: tuple[int, ...]
+    n_in: int = 1
+    use_bias: bool = True
+    std: float = 0.02
+    dtype: str = "float32"
+    lora_rank: int = 0
+    lora_alpha: float = 8.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        in_shape, lead = x.shape[-self.n_in:], x.shape[:-self.n_in]
+        d_in, d_out = math.prod(in_shape), math.prod(self.features)
+        kernel = self.param("kernel", nn.initializers.normal(self.std), in_shape + tuple(self.features))
+        x2 = x.reshape(lead + (d_in,)).astype(self.dtype)
+        y = x2 @ kernel.reshape(d_in, d_out).astype(self.dtype)
+        if self.lora_rank:
+            a = self.param("lora_a", nn.initializers.normal(1 / math.sqrt(d_in)), (d_in, self.lora_rank))
+            b = self.param("lora_b", nn.initializers.zeros, (self.lora_rank, d_out))
+            y = y + (x2 @ a.astype(self.dtype)) @ b.astype(self.dtype) * (self.lora_alpha / self.lora_rank)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, tuple(self.features)).reshape(d_out).astype(self.dtype)
+        return y.reshape(lead + tuple(self.features))
+
+
+def attention(q: jax.Array, k: jax.Array, v: jax.Array, dropout: Callable[[jax.Array], jax.Array],
+              pos: jax.Array | int = 0, causal: bool = True) -> jax.Array:
+    """Scaled dot-product attention over all heads at once; the one attention path of the package.
+
+    q (B, Tq, H, hs) sits at absolute positions pos..pos+Tq-1; k, v (B, Tk, H, hs) at 0..Tk-1. With `causal`, query
+    i sees keys j <= pos + i (the lecture's tril mask when pos = 0 and Tq = Tk).
+    """
+    wei = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * q.shape[-1] ** -0.5  # (B, H, Tq, Tk)
+    if causal:
+        mask = jnp.arange(k.shape[1])[None, :] <= (pos + jnp.arange(q.shape[1]))[:, None]  # (Tq, Tk)
+        wei = jnp.where(mask, wei, -jnp.inf)
+    wei = dropout(jax.nn.softmax(wei, axis=-1))
+    return jnp.einsum("bhqk,bkhd->bqhd", wei.astype(v.dtype), v)  # (B, Tq, H, hs)
+
+
+def _dense(config: GPTConfig, features, *, n_in=1, bias=None, std=None, name=None) -> Dense:
+    return Dense(tuple(features), n_in=n_in, use_bias=config.bias if bias is None else bias,
+                 std=config.init_std if std is None else std, dtype=config.dtype,
+                 lora_rank=config.lora_rank, lora_alpha=config.lora_alpha, name=name)
+
+
+def _residual_std(config: GPTConfig) -> float:
+    """GPT-2 / nanoGPT: projections into the residual stream get std / sqrt(2 n_layer)."""
+    if config.scaled_residual_init and config.n_layer:
+        return config.init_std / math.sqrt(2 * config.n_layer)
+    return config.init_std
+
+
+class Head(nn.Module):
+    """One head of self-attention (the lecture's Head): MultiHeadAttention's computation with H = 1, no projection."""
+    config: GPTConfig
+    head_size: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        qkv = _dense(self.config, (3, 1, self.head_size), bias=self.config.qkv_bias, name="qkv")(x)  # (B, T, 3, 1, hs)
+        drop = lambda w: nn.Dropout(self.config.dropout)(w, deterministic=deterministic)
+        return attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], drop)[:, :, 0]  # (B, T, hs)
+
+
+class MultiHeadAttention(nn.Module):
+    """n_head heads in parallel as one batched einsum, then the output projection (lecture: `sa`)."""
+    config: GPTConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, cache: Cache = None, pos=0, deterministic: bool = True):
+        c = self.config
+        qkv = _dense(c, (3, c.n_head, c.head_size), bias=c.qkv_bias, name="qkv")(x)  # (B, T, 3, H, hs)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if cache is not None:  # write this chunk's keys/values at pos, attend over all block_size slots
+            k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), (0, pos, 0, 0))
+            v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), (0, pos, 0, 0))
+            cache = (k, v)
+        drop = lambda w: nn.Dropout(c.dropout)(w, deterministic=deterministic)
+        y = attention(q, k, v, drop, pos)  # (B, T, H, hs)
+        y = _dense(c, (c.n_embd,), n_in=2, std=_residual_std(c), name="proj")(y)  # (B, T, C)
+        return nn.Dropout(c.dropout)(y, deterministic=deterministic), cache
+
+
+class FeedForward(nn.Module):
+    """Linear -> ReLU/GELU -> Linear -> Dropout, hidden width ffwd_mult * n_embd (lecture: `ffwd`)."""
+    config: GPTConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        c = self.config
+        h = _dense(c, (c.ffwd_mult * c.n_embd,), name="fc")(x)  # (B, T, 4C)
+        h = nn.relu(h) if c.activation == "relu" else nn.gelu(h, approximate=True)
+        h = _dense(c, (c.n_embd,), std=_residual_std(c), name="proj")(h)  # (B, T, C)
+        return nn.Dropout(c.dropout)(h, deterministic=deterministic)
+
+
+def _layer_norm(config: GPTConfig, name: str):
+    if not config.layer_norm:
+        return lambda x: x
+    return nn.LayerNorm(epsilon=1e-5, use_bias=config.bias, dtype=jnp.float32, name=name)
+
+
+class Block(nn.Module):
+    """Communication (attention) then computation (feed-forward), each pre-normed and residual (lecture: Block)."""
+    config: GPTConfig
+
+    @nn.compact
+    def __call__(self, x: jax.Array, cache: Cache, pos, deterministic: bool):
+        c = self.config
+        y, cache = MultiHeadAttention(c, name="sa")(_layer_norm(c, "ln1")(x).astype(c.dtype), cache, pos,
+                                                    deterministic)
+        x = x + y if c.residual else y
+        if c.ffwd:
+            y = FeedForward(c, name="ffwd")(_layer_norm(c, "ln2")(x).astype(c.dtype), deterministic)
+            x = x + y if c.residual else y
+        return x, cache
+
+
+def sinusoidal_positions(block_size: int, n_embd: int) -> jax.Array:
+    """Vaswani et al. (2017): sin on even channels, cos on odd, wavelengths up to 10000 * 2pi. (T, C)"""
+    pos = jnp.arange(block_size)[:, None]
+    freq = jnp.exp(-math.log(10000.0) * jnp.arange(0, n_embd, 2) / n_embd)[None, :]
+    return jnp.stack([jnp.sin(pos * freq), jnp.cos(pos * freq)], axis=-1).reshape(block_size, n_embd)
+
+
+class GPTLanguageModel(nn.Module):
+    """Token (+ position) embeddings -> n_layer Blocks -> ln_f -> lm_head (the lecture's GPTLanguageModel)."""
+    config: GPTConfig
+
+    def setup(self):
+        c = self.config
+        init = nn.initializers.normal(c.init_std)
+        self.token_embedding_table = nn.Embed(c.vocab_size, c.n_embd, embedding_init=init)
+        if c.pos_embedding == "learned":
+            self.position_embedding_table = nn.Embed(c.block_size, c.n_embd, embedding_init=init)
+        if c.n_layer:
+            block = nn.remat(Block, static_argnums=(4,), prevent_cse=not c.scan_layers) if c.remat else Block
+            self.blocks = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
+                                  in_axes=(0, nn.broadcast, nn.broadcast), length=c.n_layer,
+                                  unroll=1 if c.scan_layers else c.n_layer)(c)
+        self.ln_f = _layer_norm(c, "ln_f")
+        if not c.tie_embeddings:
+            self.lm_head = _dense(c, (c.vocab_size,), name="lm_head")
+        elif c.bias:
+            self.lm_head_bias = self.param("lm_head_bias", nn.initializers.zeros, (c.vocab_size,))
+
+    def _forward(self, idx: jax.Array, cache: Cache, pos, deterministic: bool):
+        c = self.config
+        T = idx.shape[1]
+        x = self.token_embedding_table(idx)  # (B, T, C)
+        if c.pos_embedding == "learned":
+            x = x + self.position_embedding_table(pos + jnp.arange(T))
+        elif c.pos_embedding == "sinusoidal":
+            x = x + jax.lax.dynamic_slice_in_dim(sinusoidal_positions(c.block_size, c.n_embd), pos, T)
+        if c.n_layer:
+            x, cache = self.blocks(x, cache, pos, deterministic)
+        x = self.ln_f(x).astype(c.dtype)
+        if c.tie_embeddings:
+            logits = self.token_embedding_table.attend(x)
+            if c.bias:
+                logits = logits + self.lm_head_bias
+        else:
+            logits = self.lm_head(x)
+        return logits.astype(jnp.float32), cache  # (B, T, vocab_size)
+
+    def __call__(self, idx: jax.Array, targets: jax.Array | None = None, deterministic: bool = True):
+        logits, _ = self._forward(idx, None, 0, deterministic)
+        return logits, None if targets is None else cross_entropy(logits, targets)
+
+    def decode(self, idx: jax.Array, cache: Cache, pos):
+        return self._forward(idx, cache, pos, True)
+
+
+class BigramLanguageModel(nn.Module):
+    """The lecture's bigram.py: each token reads the logits of the next one from a (vocab, vocab) table."""
+    config: GPTConfig
+
+    def setup(self):
+        # N(0, 1): PyTorch's nn.Embedding default, which bigram.py uses
+        self.token_embedding_table = nn.Embed(self.config.vocab_size, self.config.vocab_size,
+                                              embedding_init=nn.initializers.normal(1.0))
+
+    def __call__(self, idx: jax.Array, targets: jax.Array | None = None, deterministic: bool = True):
+        logits = self.token_embedding_table(idx)  # (B, T, vocab_size)
+        return logits, None if targets is None else cross_entropy(logits, targets)
+
+    def decode(self, idx: jax.Array, cache: Cache, pos):
+        return self.token_embedding_table(idx), cache
+
+
+def build_model(config: GPTConfig) -> nn.Module:
+    config.validate()
+    if config.model == "bigram":
+        return BigramLanguageModel(config)
+    if config.model == "gpt":
+        return GPTLanguageModel(config)
+    raise ValueError(f"model {config.model!r} has no neural network (count models live in jaxgpt.ngram)")
+
+
+def init_params(config: GPTConfig, key: jax.Array):
+    """Parameters for `config` from `key`; shapes only depend on the config."""
+    dummy = jnp.zeros((1, config.block_size), jnp.int32)
+    return build_model(config).init({"params": key}, dummy)["params"]
+
+
+def init_cache(config: GPTConfig, batch_size: int, dtype=jnp.float32) -> Cache:
+    """Zeroed key/value cache with block_size slots per layer, or None for models that need none."""
+    if config.model != "gpt" or config.n_layer == 0:
+        return None
+    shape = (config.n_layer, batch_size, config.block_size, config.n_head, config.head_size)
+    return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
+
+
+def loss_fn(params, config: GPTConfig, x: jax.Array, y: jax.Array, dropout_key: jax.Array | None = None,
+            weights: jax.Array | None = None) -> jax.Array:
+    """Mean cross-entropy of `params` on (x, y); dropout is on when a dropout_key is given."""
+    model = build_model(config)
+    rngs = {} if dropout_key is None else {"dropout": dropout_key}
+    logits, _ = model.apply({"params": params}, x, deterministic=dropout_key is None, rngs=rngs)
+    return cross_entropy(logits, y, weights)
+
+
+def count_params(params) -> int:
+    return sum(int(p.size) for p in jax.tree.leaves(params))

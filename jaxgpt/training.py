@@ -1,0 +1,146 @@
+"""Pure training: TrainState, the optimizer, `train_step`, and the two evaluations.
+
+`train_step(state, data, ...) -> (state, metrics)` samples its batch on the device from the token array, takes one
+AdamW step and returns the new state. `train_steps` runs several of them in one compiled call (`lax.scan`), which is
+what the loop jits, with the state donated: on a CPU each call of a compiled program has a fixed cost that is large
+next to a small model's step.
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .config import GPTConfig, TrainConfig
+from .data import eval_windows, sample_batch
+from .model import cross_entropy, build_model, init_params, loss_fn
+
+
+@flax.struct.dataclass
+class TrainState:
+    params: Any
+    opt_state: Any
+    step: jax.Array      # () int32, optimizer steps taken
+    key: jax.Array       # (2,) uint32, the training key: batches and dropout fold in the step
+
+
+def lr_schedule(tc: TrainConfig):
+    """nanoGPT's get_lr: linear warm-up, cosine from learning_rate to min_lr at lr_decay_iters, then min_lr."""
+    def schedule(it):
+        it = jnp.asarray(it, jnp.float32)
+        if not tc.decay_lr:
+            return jnp.where(it < tc.warmup_iters, tc.learning_rate * (it + 1) / (tc.warmup_iters + 1),
+                             tc.learning_rate)
+        warm = tc.learning_rate * (it + 1) / (tc.warmup_iters + 1)
+        span = max(tc.lr_decay_iters - tc.warmup_iters, 1)
+        ratio = jnp.clip((it - tc.warmup_iters) / span, 0.0, 1.0)
+        cosine = tc.min_lr + 0.5 * (1.0 + jnp.cos(math.pi * ratio)) * (tc.learning_rate - tc.min_lr)
+        return jnp.where(it < tc.warmup_iters, warm, cosine)
+    return schedule
+
+
+def decay_mask(params):
+    """Weight decay on matrices and embeddings only (nanoGPT); `blocks` leaves carry an extra leading layer axis."""
+    def is_matrix(path, p):
+        layer_axis = any(getattr(k, "key", None) == "blocks" for k in path)
+        return p.ndim - layer_axis >= 2
+    return jax.tree_util.tree_map_with_path(is_matrix, params)
+
+
+def make_optimizer(tc: TrainConfig, trainable=None) -> optax.GradientTransformation:
+    """Clip by global norm, then AdamW on the nanoGPT schedule; `trainable` (a bool pytree) freezes the rest."""
+    adamw = optax.adamw(lr_schedule(tc), b1=tc.beta1, b2=tc.beta2, weight_decay=tc.weight_decay, mask=decay_mask)
+    opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), adamw) if tc.grad_clip > 0 else adamw
+    if trainable is not None:
+        opt = optax.multi_transform({True: opt, False: optax.set_to_zero()}, trainable)
+    return opt
+
+
+def make_keys(seed: int) -> dict[str, jax.Array]:
+    """One root key from the seed, split once into the named keys every part of a run draws from."""
+    names = ("init", "train", "eval", "sample")
+    return dict(zip(names, jax.random.split(jax.random.PRNGKey(seed), len(names))))
+
+
+def create_state(mc: GPTConfig, tc: TrainConfig, params=None) -> TrainState:
+    keys = make_keys(tc.seed)
+    if params is None:
+        params = init_params(mc, keys["init"])
+    return TrainState(params=params, opt_state=make_optimizer(tc).init(params), step=jnp.zeros((), jnp.int32),
+                      key=keys["train"])
+
+
+def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig) -> tuple[TrainState, dict]:
+    """One optimizer step on a batch drawn from `data` with fold_in(key, step); gradients averaged over
+    gradient_accumulation_steps micro-batches."""
+    step_key = jax.random.fold_in(state.key, state.step)
+    batch_key, dropout_key = jax.random.split(step_key)
+    n_micro = tc.gradient_accumulation_steps
+    dropout = dropout_key if mc.dropout > 0 else None
+
+    def micro(i):
+        x, y = sample_batch(data, jax.random.fold_in(batch_key, i), tc.batch_size // n_micro, mc.block_size)
+        d = None if dropout is None else jax.random.fold_in(dropout, i)
+        return jax.value_and_grad(loss_fn)(state.params, mc, x, y, d)
+
+    if n_micro == 1:
+        loss, grads = micro(0)
+    else:
+        def acc(carry, i):
+            loss, grads = micro(i)
+            return jax.tree.map(jnp.add, carry, (loss, grads)), None
+        zero = (jnp.zeros(()), jax.tree.map(jnp.zeros_like, state.params))
+        (loss, grads), _ = jax.lax.scan(acc, zero, jnp.arange(n_micro))
+        loss, grads = jax.tree.map(lambda g: g / n_micro, (loss, grads))
+
+    updates, opt_state = make_optimizer(tc).update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": lr_schedule(tc)(state.step)}
+    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+
+
+def train_steps(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig, n_steps: int):
+    """`n_steps` train_steps in one program; metrics come back stacked, (n_steps,) each."""
+    return jax.lax.scan(lambda s, _: train_step(s, data, mc, tc), state, None, length=n_steps)
+
+
+train_steps_jit = jax.jit(train_steps, static_argnames=("mc", "tc", "n_steps"), donate_argnums=0)
+
+
+@functools.partial(jax.jit, static_argnames=("mc", "batch_size", "eval_iters"))
+def _estimate(params, data, key, mc: GPTConfig, batch_size: int, eval_iters: int):
+    def one(_, k):
+        x, y = sample_batch(data, k, batch_size, mc.block_size)
+        return None, loss_fn(params, mc, x, y)
+    return jax.lax.scan(one, None, jax.random.split(key, eval_iters))[1].mean()
+
+
+def estimate_loss(params, splits: dict[str, jax.Array], key: jax.Array, mc: GPTConfig, tc: TrainConfig) -> dict:
+    """The lecture's estimate_loss: mean loss over eval_iters random batches of each split (dropout off)."""
+    return {name: _estimate(params, data, jax.random.fold_in(key, i), mc, tc.batch_size, tc.eval_iters)
+            for i, (name, data) in enumerate(splits.items())}
+
+
+@functools.partial(jax.jit, static_argnames=("mc",))
+def _full_sum(params, x, y, w, mc: GPTConfig):
+    def one(total, xyw):
+        xb, yb, wb = xyw
+        logits, _ = build_model(mc).apply({"params": params}, xb)
+        return total + cross_entropy(logits, yb, wb) * wb.sum(), None
+    return jax.lax.scan(one, jnp.zeros(()), (x, y, w))[0]
+
+
+def evaluate_full(params, tokens: np.ndarray, mc: GPTConfig, batch_windows: int = 32) -> float:
+    """Mean loss over a whole split cut into non-overlapping block_size windows: every target once, deterministic."""
+    x, y, w = eval_windows(np.asarray(tokens), mc.block_size)
+    pad = -len(x) % batch_windows
+    x, y, w = (np.concatenate([a, np.zeros((pad, a.shape[1]), a.dtype)]) for a in (x, y, w))
+    shape = lambda a: a.reshape(-1, batch_windows, a.shape[1])
+    total = _full_sum(params, shape(x), shape(y), shape(w), mc)
+    return float(total) / float(w.sum())

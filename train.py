@@ -1,0 +1,7 @@
+"""Train a character-level GPT: `python train.py --preset baby`. The logic lives in jaxgpt/loop.py."""
+import sys
+
+from jaxgpt.cli import train_main
+
+if __name__ == "__main__":
+    sys.exit(train_main())
