@@ -53,12 +53,18 @@ def decay_mask(params):
     return jax.tree_util.tree_map_with_path(is_matrix, params)
 
 
-def make_optimizer(tc: TrainConfig, trainable=None) -> optax.GradientTransformation:
-    """Clip by global norm, then AdamW on the nanoGPT schedule; `trainable` (a bool pytree) freezes the rest."""
+def is_lora(path, _=None) -> bool:
+    return any(getattr(k, "key", None) in ("lora_a", "lora_b") for k in path)
+
+
+def make_optimizer(tc: TrainConfig, mc: GPTConfig) -> optax.GradientTransformation:
+    """Clip by global norm, then AdamW on the nanoGPT schedule. With LoRA (lora_rank > 0) only the adapters
+    train: every other update is exactly zero, so the base weights stay bit-identical."""
     adamw = optax.adamw(lr_schedule(tc), b1=tc.beta1, b2=tc.beta2, weight_decay=tc.weight_decay, mask=decay_mask)
     opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), adamw) if tc.grad_clip > 0 else adamw
-    if trainable is not None:
-        opt = optax.multi_transform({True: opt, False: optax.set_to_zero()}, trainable)
+    if mc.lora_rank:
+        labels = lambda params: jax.tree_util.tree_map_with_path(is_lora, params)
+        opt = optax.multi_transform({True: opt, False: optax.set_to_zero()}, labels)
     return opt
 
 
@@ -72,7 +78,7 @@ def create_state(mc: GPTConfig, tc: TrainConfig, params=None) -> TrainState:
     keys = make_keys(tc.seed)
     if params is None:
         params = init_params(mc, keys["init"])
-    return TrainState(params=params, opt_state=make_optimizer(tc).init(params), step=jnp.zeros((), jnp.int32),
+    return TrainState(params=params, opt_state=make_optimizer(tc, mc).init(params), step=jnp.zeros((), jnp.int32),
                       key=keys["train"])
 
 
@@ -99,7 +105,7 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
         (loss, grads), _ = jax.lax.scan(acc, zero, jnp.arange(n_micro))
         loss, grads = jax.tree.map(lambda g: g / n_micro, (loss, grads))
 
-    updates, opt_state = make_optimizer(tc).update(grads, state.opt_state, state.params)
+    updates, opt_state = make_optimizer(tc, mc).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": lr_schedule(tc)(state.step)}
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
