@@ -129,6 +129,7 @@ def train(run: Run, log=print) -> dict:
 
 def _progress(bar, pending, steps_window, tokens_per_step, t_window):
     metrics, n = pending
-    bar.update(n)
+    loss = float(metrics["loss"][-1])  # waits for that call to finish, so the rate below is true
     rate = steps_window * tokens_per_step / max(time.perf_counter() - t_window, 1e-9)
-    bar.set_postfix(loss=f"{float(metrics['loss'][-1]):.4f}", tok_s=f"{rate:,.0f}", refresh=False)
+    bar.update(n)
+    bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
