@@ -5,7 +5,8 @@ Bad input is one line on stderr and exit status 2; nothing on disk is touched be
 from __future__ import annotations
 
 import argparse
-import os
+import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -29,34 +30,10 @@ def enable_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="train.py", description="Train a character-level GPT on a text (default: Tiny Shakespeare).")
-    p.add_argument("--preset", default="baby", help=f"one of: {', '.join(cfg.PRESETS)} (default baby)")
-    p.add_argument("--data", default="tinyshakespeare",
-                   help="a text file, an http(s) URL, hf:NAME[:CONFIG], or tinyshakespeare (default)")
-    p.add_argument("--out-dir", type=Path, help="where the run's files go (default out/<preset>)")
-    p.add_argument("--max-iters", type=int, help="stop after this many steps (the lr schedule is unchanged)")
-    p.add_argument("--seed", type=int, help="root of every random key (default 1337)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field")
-    return p
-
-
-def parse_train_args(argv: list[str]):
-    """argv -> (Run, args); raises UsageError / ConfigError with a one-line message."""
-    from .loop import Run
-
-    args = train_parser().parse_args(argv)
-    preset = cfg.get_preset(args.preset)
-    overrides = list(args.set)
-    if args.max_iters is not None:
-        overrides.append(f"max_iters={args.max_iters}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
-    model, train = cfg.apply_overrides(preset.model, preset.train, overrides)
-    model.validate()
-    train.validate()
-    out_dir = args.out_dir or Path("out") / args.preset
-    return Run(model=model, train=train, out_dir=out_dir, data=args.data, preset=args.preset), args
+def _quiet() -> None:
+    """Orbax logs absl warnings for ordinary events (a read-only manager, an item not restored); a CLI user
+    needs only our own warnings."""
+    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def _fail(prog: str, message: str) -> int:
@@ -64,14 +41,210 @@ def _fail(prog: str, message: str) -> int:
     return 2
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    from .loop import RunError, train
+# ---------------------------------------------------------------------------------------------------- train.py
 
+def train_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="train.py", description="Train a character-level GPT on a text (default: Tiny Shakespeare).")
+    p.add_argument("--preset", help=f"one of: {', '.join(cfg.PRESETS)} (default baby)")
+    p.add_argument("--data", help="a text file, an http(s) URL, hf:NAME[:CONFIG], or tinyshakespeare (default)")
+    p.add_argument("--out-dir", type=Path, help="where the run's files go (default out/<preset>)")
+    p.add_argument("--max-iters", type=int, help="stop after this many steps (the lr schedule is unchanged)")
+    p.add_argument("--seed", type=int, help="root of every random key (default 1337)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out-dir from its newest complete checkpoint (its config; only "
+                        "--max-iters may change)")
+    p.add_argument("--init-from", type=Path, metavar="DIR",
+                   help="start a new run from the params of DIR's newest checkpoint (DIR's config plus --set; "
+                        "e.g. --set lora_rank=4 trains adapters only)")
+    return p
+
+
+def parse_train_args(argv: list[str]):
+    """argv -> (Run, args); raises UsageError / ConfigError / CheckpointError with a one-line message."""
+    from . import checkpoint as ckpt
+    from .data import CharTokenizer
+    from .loop import Run
+
+    args = train_parser().parse_args(argv)
+    overrides = list(args.set)
+    if args.max_iters is not None:
+        overrides.append(f"max_iters={args.max_iters}")
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    if args.resume and args.init_from is not None:
+        raise UsageError("--resume continues the run in --out-dir, --init-from starts a new one: give one of them")
+    if not (args.resume or args.init_from):
+        preset = cfg.get_preset(args.preset or "baby")
+        model, train = cfg.apply_overrides(preset.model, preset.train, overrides)
+        model.validate()
+        train.validate()
+        out_dir = args.out_dir or Path("out") / (args.preset or "baby")
+        return Run(model=model, train=train, out_dir=out_dir, data=args.data or "tinyshakespeare",
+                   preset=args.preset or "baby"), args
+
+    if args.resume and args.out_dir is None:
+        raise UsageError("--resume needs --out-dir DIR, the run to continue")
+    if args.init_from is not None and args.out_dir is None:
+        raise UsageError("--init-from needs --out-dir DIR for the new run")
+    source = args.out_dir if args.resume else args.init_from
+    meta = ckpt.latest_meta(source)
+    base_model, base_train = ckpt.config_of(meta)
+    model, train = cfg.apply_overrides(base_model, base_train, overrides)
+    model.validate()
+    train.validate()
+    common = dict(out_dir=args.out_dir, preset=meta.get("preset", ""), tokenizer=CharTokenizer(meta["tokenizer"]))
+    if args.init_from is not None:
+        if args.preset is not None:
+            raise UsageError(f"--preset {args.preset} and --init-from exclude each other: the model config comes "
+                             f"from {args.init_from} (change it with --set)")
+        return Run(model=model, train=train, data=args.data or meta["data"], init_from=args.init_from,
+                   **common), args
+
+    for flag, given, held in (("--preset", args.preset, meta.get("preset")), ("--data", args.data, meta["data"])):
+        if given is not None and given != held:
+            raise cfg.ConfigError(f"{flag} {given} conflicts with the checkpoint's {held!r}; on --resume the run's "
+                              f"config comes from {args.out_dir} and only --max-iters may change")
+    conflicts = [f"{k}={getattr(new, k)!r} (checkpoint: {getattr(old, k)!r})"
+                 for new, old in ((model, base_model), (train, base_train))
+                 for k in ckpt.fields_differ(new, old) if k != "max_iters"]
+    if conflicts:
+        raise cfg.ConfigError(f"{', '.join(conflicts)} conflicts with the checkpoint in {args.out_dir}; on --resume "
+                              f"only --max-iters may change")
+    return Run(model=model, train=train, data=meta["data"], resume=True, **common), args
+
+
+def train_main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+    from .loop import Interrupted, RunError, train
+
+    _quiet()
     argv = sys.argv[1:] if argv is None else argv
     try:
         run, _ = parse_train_args(argv)
         enable_compile_cache()
         train(run)
-    except (UsageError, cfg.ConfigError, DataError, RunError) as e:
+    except (UsageError, cfg.ConfigError, DataError, RunError, CheckpointError) as e:
         return _fail("train.py", str(e))
+    except Interrupted as e:
+        print(f"train.py: {e}", file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:  # before the loop installed its handlers, or a second Ctrl-C
+        print("train.py: interrupted; complete checkpoints (if any) are kept, resume with --resume", file=sys.stderr)
+        return 128 + signal.SIGINT
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------- sample.py
+
+def sample_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sample.py", description="Sample text from a run's checkpoint (reads params only).")
+    p.add_argument("--out-dir", type=Path, required=True, help="the run's out-dir (holds checkpoints/)")
+    p.add_argument("--prompt", default="\n", help="text to continue (default a newline)")
+    p.add_argument("--max-new-tokens", type=int, default=500, help="characters generated per sample (default 500)")
+    p.add_argument("--num-samples", type=int, default=1, help="how many samples (default 1)")
+    p.add_argument("--temperature", type=float, help="> 0; softmax(logits / temperature) (default 1.0)")
+    p.add_argument("--top-k", type=int, help="sample only among the k most likely characters, 1..vocab")
+    p.add_argument("--top-p", type=float, help="nucleus sampling: the smallest set with probability >= p, (0, 1]")
+    p.add_argument("--greedy", action="store_true", help="always the most likely character (deterministic)")
+    p.add_argument("--beams", type=int, metavar="W", help="beam search with W beams; prints all W, best first")
+    p.add_argument("--stream", action="store_true", help="print characters as they are generated")
+    p.add_argument("--seed", type=int, help="sampling seed (default: the run's seed)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--step", type=int, help="use this checkpoint step (default: the newest)")
+    which.add_argument("--best", action="store_true", help="use the checkpoint with the lowest val loss")
+    p.add_argument("--out", type=Path, metavar="FILE", help="write the samples to FILE instead of printing them")
+    p.add_argument("--attention-png", type=Path, metavar="FILE",
+                   help="draw every layer's and head's attention over --prompt into FILE (needs matplotlib), no sample")
+    return p
+
+
+def check_sample_args(args) -> None:
+    """Range checks that need no checkpoint; vocabulary-dependent ones run after loading."""
+    for name in ("max_new_tokens", "num_samples", "beams"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} {value} must be >= 1")
+    if args.temperature is not None and args.temperature <= 0:
+        raise UsageError(f"--temperature {args.temperature} must be > 0 (for greedy decoding use --greedy)")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        raise UsageError(f"--top-p {args.top_p} must be in (0, 1]")
+    if args.step is not None and args.step < 0:
+        raise UsageError(f"--step {args.step} must be >= 0")
+    sampling = [f for f, v in (("--temperature", args.temperature), ("--top-k", args.top_k),
+                               ("--top-p", args.top_p), ("--greedy", args.greedy or None)) if v is not None]
+    if args.greedy and sampling != ["--greedy"]:
+        raise UsageError(f"--greedy takes no {', '.join(f for f in sampling if f != '--greedy')}")
+    if args.beams is not None:
+        clash = sampling + [f for f, on in (("--stream", args.stream), ("--num-samples", args.num_samples > 1)) if on]
+        if clash:
+            raise UsageError(f"--beams is deterministic and prints all {args.beams} beams; drop {', '.join(clash)}")
+    if args.out is not None and not args.out.parent.is_dir():
+        raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
+
+
+def _sample(args, write) -> None:
+    import jax
+    import numpy as np
+
+    from . import sampling
+    from .checkpoint import load_params
+    from .training import make_keys
+
+    if (args.out_dir / "ngram.npz").is_file():  # a count model: no checkpoint, no network
+        from .ngram import sample_run
+        return sample_run(args, write)
+    mc, params, tokenizer, meta = load_params(args.out_dir, step=args.step, best=args.best,
+                                              log=lambda m: print(m, file=sys.stderr))
+    if args.attention_png is not None:
+        from .viz import attention_png
+        return write(attention_png(params, mc, tokenizer, args.prompt, args.attention_png))
+    if args.top_k is not None and not 1 <= args.top_k <= mc.vocab_size:
+        raise UsageError(f"--top-k {args.top_k} must be in 1..{mc.vocab_size} (the vocabulary size)")
+    try:
+        prompt = tokenizer.encode(args.prompt or "\n")
+    except ValueError as e:
+        raise UsageError(f"--prompt: {e}") from None
+    prompt = np.asarray(prompt, np.int32)[None, :]  # (1, T)
+    seed = cfg.from_dict(meta["config"])[1].seed if args.seed is None else args.seed
+    key = make_keys(seed)["sample"]
+    kw = dict(temperature=0.0 if args.greedy else (args.temperature or 1.0), top_k=args.top_k, top_p=args.top_p)
+    rule = lambda title: f"{'-' * 16} {title} {'-' * 16}\n"
+
+    if args.beams is not None:
+        seqs, logprobs = sampling.beam_search(params, mc, prompt, args.max_new_tokens, args.beams)
+        for i in range(args.beams):
+            write(rule(f"beam {i + 1}/{args.beams}, log-prob {float(logprobs[i]):.3f}")
+                  + tokenizer.decode(seqs[i]) + "\n")
+    elif args.stream:  # one sample at a time, each its own key: rows of a batch cannot be printed as they come
+        for i in range(args.num_samples):
+            write(rule(f"sample {i + 1}/{args.num_samples}") + args.prompt)
+            for chunk in sampling.generate_stream(params, mc, prompt, args.max_new_tokens,
+                                                  jax.random.fold_in(key, i), **kw):
+                write(tokenizer.decode(np.asarray(chunk)[0]))
+            write("\n")
+    else:
+        out = sampling.generate(params, mc, np.repeat(prompt, args.num_samples, 0), args.max_new_tokens, key, **kw)
+        for i in range(args.num_samples):
+            write(rule(f"sample {i + 1}/{args.num_samples}") + tokenizer.decode(out[i]) + "\n")
+
+
+def sample_main(argv: list[str] | None = None) -> int:
+    from .checkpoint import CheckpointError
+
+    _quiet()
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = sample_parser().parse_args(argv)
+        check_sample_args(args)
+        enable_compile_cache()
+        if args.out is None:
+            _sample(args, lambda text: print(text, end="", flush=True))
+        else:  # written once all samples exist, so a failed run leaves an existing FILE as it was
+            parts = []
+            _sample(args, parts.append)
+            args.out.write_text("".join(parts), encoding="utf-8")
+            print(f"wrote {args.num_samples if args.beams is None else args.beams} sample(s) to {args.out}")
+    except (UsageError, cfg.ConfigError, CheckpointError) as e:
+        return _fail("sample.py", str(e))
     return 0

@@ -1,11 +1,17 @@
-"""The training loop: data in, an out-dir with config, tokenizer, metrics and a sample out.
+"""The training loop: data in, an out-dir with config, tokenizer, metrics, checkpoints and a sample out.
 
-Everything numeric happens in `training`; this file owns the side effects (files, progress bar, printing).
+Everything numeric happens in `training`; this file owns the side effects (files, checkpoints, signals, printing).
 Metrics of a compiled call are read after the next call has been dispatched, so the host never stalls the device.
+A run is a pure function of its config and step: batches and dropout fold the step into the saved key, so a run
+restored from a checkpoint continues bit for bit (docs/checkpoints.md).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,11 +21,12 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
+from . import checkpoint as ckpt
 from . import config as cfg
 from .data import CharTokenizer, load_text, split
-from .model import count_params
+from .model import count_params, init_params
 from .sampling import generate
-from .training import create_state, estimate_loss, evaluate_full, make_keys, train_steps_jit
+from .training import create_state, estimate_loss, evaluate_full, is_lora, make_keys, train_steps_jit
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")
 
@@ -28,29 +35,51 @@ class RunError(ValueError):
     """An out-dir or run request that cannot be honoured without losing work."""
 
 
+class Interrupted(Exception):
+    """SIGINT/SIGTERM stopped the run after its checkpoint was written; exit status 128 + signal number."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
 @dataclass
 class Run:
-    """What a run needs besides the configs: where its data and files are."""
+    """What a run needs besides the configs: where its data and files are, and where it starts from."""
     model: cfg.GPTConfig
     train: cfg.TrainConfig
     out_dir: Path
     data: str = "tinyshakespeare"
     preset: str = ""
+    resume: bool = False                      # continue the checkpoints in out_dir (configs are theirs)
+    init_from: Path | None = None             # a new run from the params of this out-dir's latest checkpoint
+    tokenizer: CharTokenizer | None = None    # the checkpoint's vocabulary when resuming or initialising from one
 
 
 def check_out_dir(out_dir: Path) -> None:
+    steps = ckpt.has_checkpoints(out_dir)
+    if steps:
+        raise RunError(f"out-dir {out_dir} already holds checkpoints (latest step {steps[-1]}); add --resume to "
+                       f"continue that run, or choose another --out-dir (nothing was touched)")
     held = [name for name in RUN_FILES if (out_dir / name).exists()]
     if held:
-        raise RunError(f"out-dir {out_dir} already holds a run ({', '.join(held)}); "
+        raise RunError(f"out-dir {out_dir} already holds a run ({', '.join(held)}) with no checkpoint to resume; "
                        f"choose another --out-dir (nothing was overwritten)")
 
 
 def prepare(run: Run) -> tuple[Run, CharTokenizer, np.ndarray, np.ndarray]:
-    """Load and tokenize the text, size the vocabulary, and split; raises DataError/ConfigError on bad input."""
+    """Load and tokenize the text, size the vocabulary, and split; raises DataError/ConfigError/RunError."""
     text = load_text(run.data)
-    tokenizer = CharTokenizer.from_text(text)
+    tokenizer = run.tokenizer or CharTokenizer.from_text(text)
+    if run.resume and CharTokenizer.from_text(text).chars != tokenizer.chars:
+        raise RunError(f"data {run.data!r} has a different vocabulary from the checkpoint's; resume it with the "
+                       f"data it was trained on")
+    try:
+        tokens = tokenizer.encode(text)
+    except ValueError as e:
+        raise RunError(f"data {run.data!r} does not fit the checkpoint's vocabulary: {e}") from None
     model = replace(run.model, vocab_size=tokenizer.vocab_size).validate()
-    train, val = split(tokenizer.encode(text), model.block_size)
+    train, val = split(tokens, model.block_size)
     return replace(run, model=model), tokenizer, train, val
 
 
@@ -62,65 +91,157 @@ def write_run_files(run: Run, tokenizer: CharTokenizer) -> None:
 
 
 def _chunks(step: int, tc: cfg.TrainConfig):
-    """Sizes of the compiled calls up to the next evaluation (or the end)."""
-    stop = min((step // tc.eval_interval + 1) * tc.eval_interval, tc.max_iters)
+    """Sizes of the compiled calls up to the next evaluation, checkpoint or the end. The scan length does not
+    change the numbers (tests/test_checkpoint.py); cutting at checkpoints puts every save between two calls."""
+    after = lambda every: (step // every + 1) * every
+    stop = min(after(tc.eval_interval), after(tc.ckpt_interval), tc.max_iters)
     while step < stop:
         n = min(tc.steps_per_call, stop - step)
         yield n
         step += n
 
 
-def train(run: Run, log=print) -> dict:
-    """Train `run` from scratch; returns the last metrics record (with val_loss_full)."""
-    run, tokenizer, train_np, val_np = prepare(run)
-    check_out_dir(run.out_dir)
+def make_state(run: Run, log=print):
+    """The one place a run's TrainState comes from: fresh, restored from out_dir (--resume; the newest complete
+    step, into an abstract target), or fresh with params from another run (--init-from). Returns (state, meta of
+    the restored step or None). Writes nothing except moving unreadable newer steps aside on resume."""
     mc, tc = run.model, run.train
-    write_run_files(run, tokenizer)
-    log(cfg.to_json(mc, tc))
+    if run.resume:
+        with ckpt.manager(run.out_dir, read_only=True) as mgr:
+            state, meta, skipped = ckpt.restore_latest(mgr, ckpt.abstract_state(mc, tc), log)
+        ckpt.set_aside(run.out_dir, skipped, log)
+        return state, meta
+    params = None
+    if run.init_from is not None:
+        _, loaded, _, meta = ckpt.load_params(run.init_from, log=log)
+        fresh = init_params(mc, make_keys(tc.seed)["init"])
+        params = ckpt.merge_params(loaded, fresh, str(run.init_from))
+        log(f"initialised from {run.init_from} step {meta['step']}")
+    return jax.jit(create_state, static_argnums=(0, 1))(mc, tc, params), None
+
+
+def _keep_metrics(path: Path, step: int) -> set[int]:
+    """Drop records after `step` (the resumed run writes them again) and any line a kill cut short."""
+    kept = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if rec.get("step", step + 1) <= step:
+            kept.append(rec)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    os.replace(tmp, path)
+    return {r["step"] for r in kept}
+
+
+class _Signals:
+    """SIGINT/SIGTERM set `signum`, read by the loop between compiled calls; a second one interrupts at once."""
+
+    def __enter__(self):
+        self.signum, self._old = None, {}
+        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
+            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+
+def train(run: Run, log=print) -> dict:
+    """Train `run` (from scratch, resumed, or initialised from another run); returns the last metrics record.
+    Raises Interrupted after saving if SIGINT/SIGTERM arrives."""
+    if run.model.model == "ngram":  # trained by counting, no gradient steps
+        from . import ngram
+        return ngram.train(run, log)
+    run, tokenizer, train_np, val_np = prepare(run)
+    if not run.resume:
+        check_out_dir(run.out_dir)
+    mc, tc = run.model, run.train
+    data_sha = hashlib.sha256(train_np.tobytes() + val_np.tobytes()).hexdigest()[:16]
+    meta = ckpt.run_meta(mc, tc, tokenizer, preset=run.preset, data=run.data, data_sha256=data_sha)
 
     t_start = time.perf_counter()
-    state = jax.jit(create_state, static_argnums=(0, 1))(mc, tc)
-    log(f"preset {run.preset or '(custom)'}: {count_params(state.params):,} parameters, "
-        f"vocab {mc.vocab_size}, {len(train_np):,} train / {len(val_np):,} val tokens, devices {jax.devices()}")
-    splits = {"train": jnp.asarray(train_np), "val": jnp.asarray(val_np)}
-    eval_key = make_keys(tc.seed)["eval"]
-    tokens_per_step = tc.batch_size * mc.block_size
+    state, restored = make_state(run, log)
+    step = int(state.step)
+    if restored is not None and step >= tc.max_iters:
+        raise RunError(f"the run in {run.out_dir} already reached step {step} (max_iters {tc.max_iters}); "
+                       f"pass a larger --max-iters to train further")
+    if restored is not None and restored.get("data_sha256") != data_sha:
+        log(f"warning: data {run.data!r} differs from the data step {step} was trained on; "
+            f"the resumed run will not match an uninterrupted one")
+    with ckpt.manager(run.out_dir, tc.keep_checkpoints) as mgr, _Signals() as signals:
+        write_run_files(run, tokenizer)
+        metrics_path = run.out_dir / "metrics.jsonl"
+        logged = _keep_metrics(metrics_path, step) if restored is not None else set()
+        log(cfg.to_json(mc, tc))
+        n_params = count_params(state.params)
+        trainable = sum(p.size for path, p in jax.tree_util.tree_leaves_with_path(state.params)
+                        if not mc.lora_rank or is_lora(path))
+        log(f"preset {run.preset or '(custom)'}: {n_params:,} parameters ({trainable:,} trainable), "
+            f"vocab {mc.vocab_size}, {len(train_np):,} train / {len(val_np):,} val tokens, devices {jax.devices()}"
+            + (f"; resumed at step {step}" if restored is not None else ""))
+        splits = {"train": jnp.asarray(train_np), "val": jnp.asarray(val_np)}
+        eval_key = make_keys(tc.seed)["eval"]
+        tokens_per_step = tc.batch_size * mc.block_size
 
-    metrics_path = run.out_dir / "metrics.jsonl"
-    record = {}
-    step, t_window, steps_window = 0, time.perf_counter(), 0
-    bar = tqdm(total=tc.max_iters, unit="step", dynamic_ncols=True, mininterval=0.5)
-    with metrics_path.open("a") as mfile:
-        def evaluate():
-            nonlocal t_window, steps_window, record
-            losses = estimate_loss(state.params, splits, jax.random.fold_in(eval_key, step), mc, tc)
-            now = time.perf_counter()
-            record = {"step": step, "train_loss": round(float(losses["train"]), 5),
-                      "val_loss": round(float(losses["val"]), 5),
-                      "tokens_per_s": round(steps_window * tokens_per_step / max(now - t_window, 1e-9), 1),
-                      "elapsed_s": round(now - t_start, 2)}
-            if step == tc.max_iters:
-                record["val_loss_full"] = round(evaluate_full(state.params, val_np, mc), 5)
-            mfile.write(json.dumps(record) + "\n")
-            mfile.flush()
-            bar.write(f"step {step}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}"
-                      + (f", val loss (full pass) {record['val_loss_full']:.4f}" if "val_loss_full" in record else ""))
-            t_window, steps_window = time.perf_counter(), 0
+        record = {}
+        t_window, steps_window = time.perf_counter(), 0
+        bar = tqdm(total=tc.max_iters, initial=step, unit="step", dynamic_ncols=True, mininterval=0.5)
+        with metrics_path.open("a") as mfile:
+            def evaluate():
+                nonlocal t_window, steps_window, record
+                losses = estimate_loss(state.params, splits, jax.random.fold_in(eval_key, step), mc, tc)
+                now = time.perf_counter()
+                record = {"step": step, "train_loss": round(float(losses["train"]), 5),
+                          "val_loss": round(float(losses["val"]), 5),
+                          "tokens_per_s": round(steps_window * tokens_per_step / max(now - t_window, 1e-9), 1),
+                          "elapsed_s": round(now - t_start, 2)}
+                if step == tc.max_iters:
+                    record["val_loss_full"] = round(evaluate_full(state.params, val_np, mc), 5)
+                mfile.write(json.dumps(record) + "\n")
+                mfile.flush()  # before the checkpoint of this step: a checkpoint never runs ahead of its metrics
+                bar.write(f"step {step}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}"
+                          + (f", val loss (full pass) {record['val_loss_full']:.4f}"
+                             if "val_loss_full" in record else ""))
+                t_window, steps_window = time.perf_counter(), 0
+                return record["val_loss"]
 
-        evaluate()
-        pending = None
-        while step < tc.max_iters:
-            for n in _chunks(step, tc):
-                state, metrics = train_steps_jit(state, splits["train"], mc, tc, n)
-                if pending is not None:  # the previous call's metrics: ready by now, no stall
-                    _progress(bar, pending, steps_window, tokens_per_step, t_window)
-                pending, step, steps_window = (metrics, n), step + n, steps_window + n
-            _progress(bar, pending, steps_window, tokens_per_step, t_window)
+            if restored is None:  # step 0: a checkpoint exists from the start, so any kill is resumable
+                ckpt.save(mgr, state, meta, evaluate())
+            elif step % tc.eval_interval == 0 and step not in logged:
+                evaluate()
             pending = None
-            evaluate()
-        bar.close()
+            while step < tc.max_iters and signals.signum is None:
+                for n in _chunks(step, tc):
+                    state, metrics = train_steps_jit(state, splits["train"], mc, tc, n)
+                    if pending is not None:  # the previous call's metrics: ready by now, no stall
+                        _progress(bar, pending, steps_window, tokens_per_step, t_window)
+                    pending, step, steps_window = (metrics, n), step + n, steps_window + n
+                    if signals.signum is not None:
+                        break
+                _progress(bar, pending, steps_window, tokens_per_step, t_window)
+                pending = None
+                val_loss = evaluate() if step % tc.eval_interval == 0 or step == tc.max_iters else None
+                if step % tc.ckpt_interval == 0 or step == tc.max_iters or signals.signum is not None:
+                    ckpt.save(mgr, state, meta, val_loss)  # asynchronous: training goes on while it is written
+            bar.close()
+        mgr.wait_until_finished()
 
-    if tc.sample_chars:
+    if signals.signum is not None and step < tc.max_iters:
+        name = signal.Signals(signals.signum).name
+        raise Interrupted(signals.signum, f"{name} at step {step}: checkpoint saved in {run.out_dir / ckpt.CKPT_DIR}; "
+                                          f"resume with: python train.py --out-dir {run.out_dir} --resume")
+    from .viz import save_loss_png
+    save_loss_png(run.out_dir)  # loss.png when matplotlib (the optional viz extra) is installed
+    if tc.sample_chars and signals.signum is None:
         newline = tokenizer.stoi.get("\n", 0)
         out = generate(state.params, mc, jnp.array([[newline]]), tc.sample_chars, make_keys(tc.seed)["sample"])
         log("-" * 40 + "\n" + tokenizer.decode(out[0, 1:]) + "\n" + "-" * 40)

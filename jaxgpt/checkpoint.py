@@ -1,0 +1,297 @@
+"""Orbax checkpoints of a run: the whole TrainState plus what it takes to rebuild the run without its command.
+
+Layout: `<out-dir>/checkpoints/<step>/` holds three Orbax items, so a reader loads only what it needs:
+  params  the model parameters (all that sampling reads)
+  train   the optimizer state, the step and the training key
+  meta    JSON: the effective config, the tokenizer's characters, the data source, val loss, fingerprints
+Orbax writes each step into a `*.orbax-checkpoint-tmp-*` folder and renames it when complete, so a kill leaves
+either a whole step or a temp folder that no reader looks at. It does not checksum: a flipped byte reads back as a
+wrong number. So `meta` carries a fingerprint of each array item, taken on the device at save time and checked
+on every restore; a step that fails to read or to match is skipped with a warning (resume) or refused (explicit
+--step).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+from . import config as cfg
+from .data import CharTokenizer
+from .model import init_params
+from .training import TrainState, create_state
+
+CKPT_DIR = "checkpoints"
+BROKEN_DIR = "checkpoints.broken"   # unreadable steps newer than the one resumed are moved here, never deleted
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """No usable checkpoint where one is needed; the message names the folder, the step and why."""
+
+
+# ---------------------------------------------------------------------------------------------------- fingerprints
+
+def _as_uint32(x: jax.Array) -> jax.Array:
+    bits = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[x.dtype.itemsize]
+    x = x.astype(jnp.uint8) if x.dtype == jnp.bool_ else x
+    return jax.lax.bitcast_convert_type(x, bits).astype(jnp.uint32).reshape(-1)
+
+
+@jax.jit
+def _leaf_sums(leaves):
+    """Two position-weighted sums of each leaf's bits, mod 2^32. Both weights are odd, so any single changed word
+    changes both sums; integer adds are exact, so the result does not depend on how a sharded array is split."""
+    def one(x):
+        u = _as_uint32(x)
+        i = jnp.arange(u.size, dtype=jnp.uint32)
+        return jnp.stack([jnp.sum(u * (2 * i + 1)), jnp.sum(u * (i * jnp.uint32(0x9E3779B9) | 1))])
+    return [one(x) for x in leaves]
+
+
+def fingerprint(tree) -> str:
+    """A short hex digest of a pytree of arrays: paths, shapes, dtypes and every bit of the values."""
+    paths_leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+    sums = jax.device_get(_leaf_sums([leaf for _, leaf in paths_leaves]))
+    h = hashlib.sha256()
+    for (path, leaf), s in zip(paths_leaves, sums):
+        h.update(f"{jax.tree_util.keystr(path)}:{leaf.shape}:{leaf.dtype}:{int(s[0])}:{int(s[1])};".encode())
+    return h.hexdigest()[:32]
+
+
+# ---------------------------------------------------------------------------------------------------- the manager
+
+def manager(out_dir: Path, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
+    """Keeps the latest `keep` steps plus the one with the lowest val_loss (among steps saved with one)."""
+    keep_policy = policies.AnyPreservationPolicy([
+        policies.LatestN(keep),
+        policies.BestN(get_metric_fn=lambda m: m["val_loss"], reverse=True, n=1,  # reverse: keeps the lowest
+                       keep_checkpoints_without_metrics=False),
+    ])
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=keep_policy, create=not read_only, read_only=read_only,
+        cleanup_tmp_directories=not read_only,  # a temp folder is a save that a kill cut short: never complete
+        enable_async_checkpointing=True)
+    handlers = {"params": ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
+                "meta": ocp.JsonCheckpointHandler()}  # named up front, so item_metadata works before any restore
+    return ocp.CheckpointManager(Path(out_dir).absolute() / CKPT_DIR, options=options, item_handlers=handlers)
+
+
+def has_checkpoints(out_dir: Path) -> list[int]:
+    """Steps present under out_dir/checkpoints (complete or not), without creating anything."""
+    d = Path(out_dir) / CKPT_DIR
+    return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit()) if d.is_dir() else []
+
+
+def run_meta(mc: cfg.GPTConfig, tc: cfg.TrainConfig, tokenizer: CharTokenizer, **extra) -> dict:
+    """The part of `meta` that is the same for every step of a run."""
+    return {"format": FORMAT, "config": cfg.to_dict(mc, tc), "tokenizer": tokenizer.chars, **extra}
+
+
+def save(mgr: ocp.CheckpointManager, state: TrainState, meta: dict, val_loss: float | None = None) -> None:
+    """Start an asynchronous save of `state` at its step; returns once the arrays are copied off the device."""
+    step = int(state.step)
+    train = {"opt_state": state.opt_state, "step": state.step, "key": state.key}
+    meta = {**meta, "step": step, "val_loss": val_loss,
+            "fingerprint": {"params": fingerprint(state.params), "train": fingerprint(train)}}
+    mgr.save(step, force=True, metrics=None if val_loss is None else {"val_loss": val_loss},
+             args=ocp.args.Composite(params=ocp.args.StandardSave(state.params),
+                                     train=ocp.args.StandardSave(train), meta=ocp.args.JsonSave(meta)))
+
+
+# ---------------------------------------------------------------------------------------------------- restoring
+
+def abstract_state(mc: cfg.GPTConfig, tc: cfg.TrainConfig) -> TrainState:
+    """Shapes and dtypes of the TrainState, nothing computed: the restore target (shardings can be attached)."""
+    return jax.eval_shape(partial(create_state, mc, tc))
+
+
+def abstract_params(mc: cfg.GPTConfig):
+    return jax.eval_shape(partial(init_params, mc), jax.ShapeDtypeStruct((2,), jnp.uint32))
+
+
+def _check_shapes(mgr, step: int, item: str, target) -> None:
+    """Orbax would read a checkpoint into a target of another shape in ways that are not an error; refuse."""
+    stored = mgr.item_metadata(step)[item]
+    flat_t = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(target)[0]}
+    flat_s = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(stored)[0]}
+    problems = [f"{k} is {tuple(flat_s[k].shape)} in the checkpoint but {tuple(v.shape)} in the model"
+                for k, v in flat_t.items() if k in flat_s and tuple(flat_s[k].shape) != tuple(v.shape)]
+    problems += [f"{k} is missing from the checkpoint" for k in flat_t if k not in flat_s]
+    problems += [f"{k} is in the checkpoint but not in the model" for k in flat_s if k not in flat_t]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(f"checkpoint step {step} in {mgr.directory} does not fit this model: "
+                              f"{'; '.join(problems[:3])}{more}")
+
+
+def read_meta(mgr, step: int) -> dict:
+    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("step") != step:
+        raise CheckpointError(f"checkpoint step {step} in {mgr.directory} has no valid metadata")
+    return meta
+
+
+def restore_step(mgr, step: int, target: TrainState | None = None, params_only: bool = False):
+    """Read one step into `target` (default: built from the step's own config); checks shapes and fingerprints.
+    Returns (state or params, meta). Raises CheckpointError if the step cannot be trusted."""
+    try:
+        meta = read_meta(mgr, step)
+        if target is None:
+            mc, tc = cfg.from_dict(meta["config"])
+            target = abstract_params(mc) if params_only else abstract_state(mc, tc)
+        target_params = target if params_only else target.params
+        _check_shapes(mgr, step, "params", target_params)
+        items = {"params": ocp.args.StandardRestore(target_params)}
+        if not params_only:
+            train_target = {"opt_state": target.opt_state, "step": target.step, "key": target.key}
+            items["train"] = ocp.args.StandardRestore(train_target)
+        got = mgr.restore(step, args=ocp.args.Composite(**items))
+    except CheckpointError:
+        raise
+    except Exception as e:  # Orbax and TensorStore raise many types for a damaged folder; all mean "unreadable"
+        raise CheckpointError(f"checkpoint step {step} in {mgr.directory} is unreadable "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+    for name in items:
+        if fingerprint(got[name]) != meta["fingerprint"][name]:
+            raise CheckpointError(f"checkpoint step {step} in {mgr.directory}: {name} does not match the "
+                                  f"fingerprint written with it (damaged on disk)")
+    if params_only:
+        return got["params"], meta
+    train = got["train"]
+    return TrainState(params=got["params"], opt_state=train["opt_state"], step=train["step"], key=train["key"]), meta
+
+
+def restore_latest(mgr, target: TrainState | None = None, log=print):
+    """The newest step that reads back whole: (state, meta, skipped steps). Each skipped step is a warning."""
+    mgr.reload()
+    skipped = []
+    for step in sorted(mgr.all_steps(), reverse=True):
+        try:
+            state, meta = restore_step(mgr, step, target)
+            return state, meta, skipped
+        except CheckpointError as e:
+            log(f"warning: {e}; falling back to the previous checkpoint")
+            skipped.append(step)
+    tried = f" (tried steps {', '.join(map(str, skipped))})" if skipped else ""
+    raise CheckpointError(f"no complete checkpoint in {mgr.directory}{tried}")
+
+
+def set_aside(out_dir: Path, steps: list[int], log=print) -> None:
+    """Move unreadable steps out of the manager's folder, so the resumed run can write those steps again."""
+    for step in steps:
+        dest = Path(out_dir) / BROKEN_DIR / str(step)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        shutil.move(str(Path(out_dir) / CKPT_DIR / str(step)), dest)
+        log(f"moved unreadable checkpoint step {step} to {dest}")
+
+
+# ---------------------------------------------------------------------------------------------------- sampling side
+
+def _open(out_dir: Path) -> ocp.CheckpointManager:
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise CheckpointError(f"out-dir {out_dir} does not exist")
+    if not has_checkpoints(out_dir):
+        raise CheckpointError(f"out-dir {out_dir} holds no checkpoints (train one with train.py --out-dir {out_dir})")
+    return manager(out_dir, read_only=True)
+
+
+def latest_meta(out_dir: Path) -> dict:
+    """The meta of the newest step whose meta reads back: a run's config and vocabulary, no arrays read."""
+    with _open(out_dir) as mgr:
+        for step in sorted(mgr.all_steps(), reverse=True):
+            try:
+                return read_meta(mgr, step)
+            except Exception:  # restore_latest reports which steps are broken and why
+                continue
+    raise CheckpointError(f"no complete checkpoint in {Path(out_dir) / CKPT_DIR}")
+
+
+def best_step(mgr) -> int:
+    """The step with the lowest val_loss recorded in its meta."""
+    scored = []
+    for step in mgr.all_steps():
+        try:
+            loss = read_meta(mgr, step)["val_loss"]
+        except Exception:  # an unreadable step cannot be the best one
+            continue
+        if loss is not None:
+            scored.append((loss, step))
+    if not scored:
+        raise CheckpointError(f"no checkpoint in {mgr.directory} has a validation loss")
+    return min(scored)[1]
+
+
+def load_params(out_dir: Path, step: int | None = None, best: bool = False, log=print):
+    """(GPTConfig, params, CharTokenizer, meta) of a step; reads the params item only, never the optimizer state.
+    Default: the newest readable step (older ones with a warning); `step` or `best` pick one and never fall back."""
+    mgr = _open(out_dir)
+    with mgr:
+        steps = mgr.all_steps()
+        if step is not None and step not in steps:
+            raise CheckpointError(f"step {step} is not in {mgr.directory}; available steps: "
+                                  f"{', '.join(map(str, sorted(steps)))}")
+        chosen = [best_step(mgr) if best else step] if best or step is not None else sorted(steps, reverse=True)
+        for i, s in enumerate(chosen):
+            try:
+                params, meta = restore_step(mgr, s, params_only=True)
+                break
+            except CheckpointError as e:
+                if i == len(chosen) - 1:
+                    raise
+                log(f"warning: {e}; falling back to the previous checkpoint")
+    mc, _ = cfg.from_dict(meta["config"])
+    return mc, params, CharTokenizer(meta["tokenizer"]), meta
+
+
+def load_checkpoint(out_dir, step: int | None = None, best: bool = False):
+    """`(config, params, tokenizer)` of the newest (or `step`, or best-by-val-loss) checkpoint under out_dir."""
+    mc, params, tokenizer, _ = load_params(Path(out_dir), step=step, best=best)
+    return mc, params, tokenizer
+
+
+def merge_params(loaded, fresh, source: str):
+    """`fresh` with every leaf taken from `loaded`; leaves only `fresh` has may be LoRA adapters (kept as
+    initialised); any other missing leaf or any shape difference is an error naming it."""
+    from .training import is_lora
+
+    flat_l = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(loaded)[0]}
+    fresh_keys = set()
+    problems = []
+
+    def pick(path, x):
+        k = jax.tree_util.keystr(path)
+        fresh_keys.add(k)
+        if k not in flat_l:
+            if not is_lora(path):
+                problems.append(f"{k} is missing from the checkpoint")
+            return x
+        if flat_l[k].shape != x.shape:
+            problems.append(f"{k} is {tuple(flat_l[k].shape)} in the checkpoint but {tuple(x.shape)} in the model")
+        return flat_l[k].astype(x.dtype)
+
+    merged = jax.tree_util.tree_map_with_path(pick, fresh)
+    problems += [f"{k} is in the checkpoint but not in the model" for k in flat_l if k not in fresh_keys]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CheckpointError(f"the checkpoint in {source} does not fit this model: {'; '.join(problems[:3])}{more}")
+    return merged
+
+
+def config_of(meta: dict) -> tuple[cfg.GPTConfig, cfg.TrainConfig]:
+    return cfg.from_dict(meta["config"])
+
+
+def fields_differ(a, b) -> list[str]:
+    return [f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]
