@@ -1,0 +1,14 @@
+"""The README's Python blocks run as written, in order, in one namespace: the docs cannot rot."""
+import re
+
+from conftest import REPO
+
+
+def test_readme_python_blocks_run(capsys):
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
+    assert blocks, "README.md has no python blocks"
+    namespace = {"__name__": "__readme__"}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out
+    assert "parameters" in printed and "val loss (full pass)" in printed
