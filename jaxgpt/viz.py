@@ -1,0 +1,140 @@
+"""Pictures (matplotlib, the optional `viz` extra): a run's loss curves and a model's attention maps.
+
+Attention weights are recomputed from the parameters, layer by layer, with the model's own modules: the embedding
+sum feeds `model.Block` applied to that layer's slice of the stacked `blocks` parameters, and each Block's `qkv`
+output (captured by flax's capture_intermediates) goes through `attention.attention_weights`, the same softmax
+as `model.attention`. Nothing of the model is copied.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .attention import attention_weights
+from .config import GPTConfig
+from .model import Block, GPTLanguageModel, sinusoidal_positions
+
+
+def have_matplotlib() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")  # files only: no display on a training machine
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def read_metrics(path: Path) -> list[dict]:
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def plot_losses(metrics_path: Path, png_path: Path, title: str | None = None) -> Path:
+    """Train and validation loss (estimate_loss) against step; the final full-pass validation loss as a star."""
+    plt = _pyplot()
+    records = read_metrics(metrics_path)
+    if not records:
+        raise ValueError(f"{metrics_path} holds no metrics records")
+    steps = [r["step"] for r in records]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    ax.plot(steps, [r["train_loss"] for r in records], "o-", ms=3, label="train (estimate)")
+    ax.plot(steps, [r["val_loss"] for r in records], "o-", ms=3, label="val (estimate)")
+    full = [(r["step"], r["val_loss_full"]) for r in records if "val_loss_full" in r]
+    for step, loss in full[-1:]:
+        ax.plot([step], [loss], "*", ms=12, color="black", label=f"val, full pass: {loss:.4f}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats / character)")
+    ax.set_title(title or str(Path(metrics_path).parent.name))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return Path(png_path)
+
+
+def save_loss_png(out_dir: Path) -> Path | None:
+    """loss.png next to a run's metrics.jsonl, or None without matplotlib (an optional extra)."""
+    metrics = Path(out_dir) / "metrics.jsonl"
+    if not have_matplotlib() or not metrics.is_file():
+        return None
+    return plot_losses(metrics, Path(out_dir) / "loss.png")
+
+
+def _embed(m: GPTLanguageModel, idx: jax.Array) -> jax.Array:
+    """The input of the first Block: token (+ position) embeddings, as GPTLanguageModel._forward adds them."""
+    c, T = m.config, idx.shape[1]
+    x = m.token_embedding_table(idx)
+    if c.pos_embedding == "learned":
+        x = x + m.position_embedding_table(jnp.arange(T))
+    elif c.pos_embedding == "sinusoidal":
+        x = x + sinusoidal_positions(c.block_size, c.n_embd)[:T]
+    return x
+
+
+def attention_maps(params, config: GPTConfig, idx) -> np.ndarray:
+    """Every layer's and head's attention weights for one sequence idx (T,) with T <= block_size. (L, H, T, T)"""
+    if config.model != "gpt" or config.n_layer == 0:
+        raise ValueError(f"model {config.model!r} with n_layer {config.n_layer} has no attention to draw")
+    idx = jnp.asarray(idx, jnp.int32).reshape(1, -1)[:, -config.block_size:]
+    x = GPTLanguageModel(config).apply({"params": params}, idx, method=_embed)  # (1, T, C)
+    maps = []
+    for layer in range(config.n_layer):
+        p = jax.tree.map(lambda a: a[layer], params["blocks"])
+        (x, _), state = Block(config).apply({"params": p}, x, None, 0, True, capture_intermediates=True,
+                                            mutable=["intermediates"])
+        qkv = state["intermediates"]["sa"]["qkv"]["__call__"][0]  # (1, T, 3, H, hs)
+        maps.append(attention_weights(qkv[:, :, 0], qkv[:, :, 1])[0])  # (H, T, T)
+    return np.asarray(jnp.stack(maps))
+
+
+def plot_attention(maps: np.ndarray, chars: list[str], png_path: Path, title: str = "") -> Path:
+    """A grid of layers (rows) x heads (columns); row = query character, column = key character."""
+    plt = _pyplot()
+    L, H, T, _ = maps.shape
+    size = max(1.6, 0.11 * T)
+    fig, axes = plt.subplots(L, H, figsize=(size * H + 0.6, size * L + 0.8), dpi=110, squeeze=False)
+    shown = [{"\n": "\\n", " ": "␣"}.get(ch, ch) for ch in chars]
+    for layer in range(L):
+        for head in range(H):
+            ax = axes[layer, head]
+            ax.imshow(maps[layer, head], cmap="viridis", vmin=0.0, vmax=1.0)
+            labels = shown if T <= 64 else [""] * T  # beyond 64 characters the labels overlap
+            ax.set_xticks(range(T), labels, fontsize=5)
+            ax.set_yticks(range(T), labels, fontsize=5)
+            ax.set_title(f"layer {layer}, head {head}", fontsize=7)
+    fig.suptitle(title or "attention weights (row: query, column: key)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+    return Path(png_path)
+
+
+def attention_png(params, config: GPTConfig, tokenizer, prompt: str, png_path: Path) -> str:
+    """sample.py --attention-png: the maps of `prompt` (its last block_size characters) into png_path."""
+    from .cli import UsageError
+
+    if not have_matplotlib():
+        raise UsageError("--attention-png needs matplotlib: pip install 'jaxgpt[viz]'")
+    if not Path(png_path).parent.is_dir():
+        raise UsageError(f"--attention-png {png_path}: folder {Path(png_path).parent} does not exist")
+    try:
+        idx = np.asarray(tokenizer.encode(prompt or "\n"), np.int32)[-config.block_size:]
+    except ValueError as e:
+        raise UsageError(f"--prompt: {e}") from None
+    try:
+        maps = attention_maps(params, config, idx)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    plot_attention(maps, [tokenizer.chars[i] for i in idx], png_path,
+                   f"attention of {config.n_layer} layers x {config.n_head} heads over {tokenizer.decode(idx)!r}")
+    return f"wrote {config.n_layer} x {config.n_head} attention maps of {len(idx)} characters to {png_path}\n"
