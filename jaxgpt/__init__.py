@@ -3,6 +3,7 @@ from .config import PRESETS, ConfigError, GPTConfig, TrainConfig, apply_override
 from .data import CharTokenizer, DataError, eval_windows, load_text, sample_batch, split
 from .model import (Block, BigramLanguageModel, FeedForward, GPTLanguageModel, Head, MultiHeadAttention,
                     build_model, count_params, cross_entropy, init_cache, init_params, loss_fn)
+from .checkpoint import load_checkpoint
 from .sampling import generate
 from .training import (TrainState, create_state, estimate_loss, evaluate_full, make_keys, make_optimizer,
                        train_step, train_steps, train_steps_jit)
@@ -12,7 +13,7 @@ __all__ = [
     "CharTokenizer", "DataError", "eval_windows", "load_text", "sample_batch", "split",
     "Block", "BigramLanguageModel", "FeedForward", "GPTLanguageModel", "Head", "MultiHeadAttention",
     "build_model", "count_params", "cross_entropy", "init_cache", "init_params", "loss_fn",
-    "generate",
+    "generate", "load_checkpoint",
     "TrainState", "create_state", "estimate_loss", "evaluate_full", "make_keys", "make_optimizer",
     "train_step", "train_steps", "train_steps_jit",
 ]

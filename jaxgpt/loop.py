@@ -114,6 +114,7 @@ def make_state(run: Run, log=print):
     params = None
     if run.init_from is not None:
         _, loaded, _, meta = ckpt.load_params(run.init_from, log=log)
+        ckpt.merge_params(loaded, ckpt.abstract_params(mc), str(run.init_from))  # shapes first: no compile to refuse
         fresh = init_params(mc, make_keys(tc.seed)["init"])
         params = ckpt.merge_params(loaded, fresh, str(run.init_from))
         log(f"initialised from {run.init_from} step {meta['step']}")
