@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from . import config as cfg
+from . import sharding
 from .data import CharTokenizer
 from .model import init_params
 from .training import TrainState, create_state
@@ -148,6 +149,7 @@ def restore_step(mgr, step: int, target: TrainState | None = None, params_only: 
         if target is None:
             mc, tc = cfg.from_dict(meta["config"])
             target = abstract_params(mc) if params_only else abstract_state(mc, tc)
+        target = sharding.with_shardings(target)  # onto this run's devices, whatever devices wrote the step
         target_params = target if params_only else target.params
         _check_shapes(mgr, step, "params", target_params)
         items = {"params": ocp.args.StandardRestore(target_params)}

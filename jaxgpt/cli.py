@@ -57,6 +57,11 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", type=Path, metavar="DIR",
                    help="start a new run from the params of DIR's newest checkpoint (DIR's config plus --set; "
                         "e.g. --set lora_rank=4 trains adapters only)")
+    dist = p.add_argument_group("several processes (jax.distributed; TPU pods and SLURM need none of these)")
+    dist.add_argument("--coordinator", metavar="HOST:PORT",
+                      help="process 0's address, the same on every process; 'auto' lets JAX read the cluster")
+    dist.add_argument("--num-processes", type=int, metavar="N", help="how many processes take part")
+    dist.add_argument("--process-id", type=int, metavar="I", help="this process, 0..N-1 (0 prints and logs)")
     return p
 
 
@@ -67,6 +72,8 @@ def parse_train_args(argv: list[str]):
     from .loop import Run
 
     args = train_parser().parse_args(argv)
+    from . import sharding  # before anything touches a device (reading a checkpoint's meta below does)
+    sharding.initialize(args.coordinator, args.num_processes, args.process_id)
     overrides = list(args.set)
     if args.max_iters is not None:
         overrides.append(f"max_iters={args.max_iters}")
@@ -117,6 +124,7 @@ def parse_train_args(argv: list[str]):
 def train_main(argv: list[str] | None = None) -> int:
     from .checkpoint import CheckpointError
     from .loop import Interrupted, RunError, train
+    from .sharding import ShardingError
 
     _quiet()
     argv = sys.argv[1:] if argv is None else argv
@@ -124,7 +132,7 @@ def train_main(argv: list[str] | None = None) -> int:
         run, _ = parse_train_args(argv)
         enable_compile_cache()
         train(run)
-    except (UsageError, cfg.ConfigError, DataError, RunError, CheckpointError) as e:
+    except (UsageError, cfg.ConfigError, DataError, RunError, CheckpointError, ShardingError) as e:
         return _fail("train.py", str(e))
     except Interrupted as e:
         print(f"train.py: {e}", file=sys.stderr)

@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -23,10 +24,11 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import config as cfg
+from . import flops, sharding
 from .data import CharTokenizer, load_text, split
 from .model import count_params, init_params
 from .sampling import generate
-from .training import create_state, estimate_loss, evaluate_full, is_lora, make_keys, train_steps_jit
+from .training import create_state, estimate_loss, evaluate_full, is_lora, make_keys, train_steps
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")
 
@@ -101,14 +103,17 @@ def _chunks(step: int, tc: cfg.TrainConfig):
         step += n
 
 
-def make_state(run: Run, log=print):
+def make_state(run: Run, log=print, mesh=None):
     """The one place a run's TrainState comes from: fresh, restored from out_dir (--resume; the newest complete
     step, into an abstract target), or fresh with params from another run (--init-from). Returns (state, meta of
     the restored step or None). Writes nothing except moving unreadable newer steps aside on resume."""
     mc, tc = run.model, run.train
-    if run.resume:
+    mesh = sharding.make_mesh(tc.sharding) if mesh is None else mesh
+    if run.resume:  # restored straight into this run's shardings, whatever devices wrote the checkpoint
+        target = ckpt.abstract_state(mc, tc)
+        target = sharding.with_shardings(target, sharding.state_shardings(target, mesh))
         with ckpt.manager(run.out_dir, read_only=True) as mgr:
-            state, meta, skipped = ckpt.restore_latest(mgr, ckpt.abstract_state(mc, tc), log)
+            state, meta, skipped = ckpt.restore_latest(mgr, target, log)
         ckpt.set_aside(run.out_dir, skipped, log)
         return state, meta
     params = None
@@ -118,10 +123,10 @@ def make_state(run: Run, log=print):
         fresh = init_params(mc, make_keys(tc.seed)["init"])
         params = ckpt.merge_params(loaded, fresh, str(run.init_from))
         log(f"initialised from {run.init_from} step {meta['step']}")
-    return jax.jit(create_state, static_argnums=(0, 1))(mc, tc, params), None
+    return sharding.init_sharded(partial(create_state, mc, tc), mesh, params)[0], None
 
 
-def _keep_metrics(path: Path, step: int) -> set[int]:
+def _keep_metrics(path: Path, step: int, write: bool = True) -> set[int]:
     """Drop records after `step` (the resumed run writes them again) and any line a kill cut short."""
     kept = []
     for line in path.read_text().splitlines() if path.exists() else []:
@@ -131,9 +136,10 @@ def _keep_metrics(path: Path, step: int) -> set[int]:
             continue
         if rec.get("step", step + 1) <= step:
             kept.append(rec)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    os.replace(tmp, path)
+    if write:  # process 0 only; the others need just the set of steps
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        os.replace(tmp, path)
     return {r["step"] for r in kept}
 
 
@@ -166,11 +172,17 @@ def train(run: Run, log=print) -> dict:
     if not run.resume:
         check_out_dir(run.out_dir)
     mc, tc = run.model, run.train
+    mesh = sharding.make_mesh(tc.sharding)  # all devices of all processes; 1 on a laptop
+    sharding.check_batch(tc.batch_size, mesh, tc.gradient_accumulation_steps)
+    main = sharding.is_main_process()  # process 0 alone prints and writes metrics; all of them save checkpoints
+    log = log if main else (lambda *a, **k: None)
     data_sha = hashlib.sha256(train_np.tobytes() + val_np.tobytes()).hexdigest()[:16]
     meta = ckpt.run_meta(mc, tc, tokenizer, preset=run.preset, data=run.data, data_sha256=data_sha)
 
     t_start = time.perf_counter()
-    state, restored = make_state(run, log)
+    state, restored = make_state(run, log, mesh)
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    step_fn = sharding.jit_step(train_steps, mesh, shardings, static_argnums=(2, 3, 4))
     step = int(state.step)
     if restored is not None and step >= tc.max_iters:
         raise RunError(f"the run in {run.out_dir} already reached step {step} (max_iters {tc.max_iters}); "
@@ -179,39 +191,48 @@ def train(run: Run, log=print) -> dict:
         log(f"warning: data {run.data!r} differs from the data step {step} was trained on; "
             f"the resumed run will not match an uninterrupted one")
     with ckpt.manager(run.out_dir, tc.keep_checkpoints) as mgr, _Signals() as signals:
-        write_run_files(run, tokenizer)
+        if main:
+            write_run_files(run, tokenizer)
         metrics_path = run.out_dir / "metrics.jsonl"
-        logged = _keep_metrics(metrics_path, step) if restored is not None else set()
+        logged = _keep_metrics(metrics_path, step, write=main) if restored is not None else set()
         log(cfg.to_json(mc, tc))
         n_params = count_params(state.params)
         trainable = sum(p.size for path, p in jax.tree_util.tree_leaves_with_path(state.params)
                         if not mc.lora_rank or is_lora(path))
         log(f"preset {run.preset or '(custom)'}: {n_params:,} parameters ({trainable:,} trainable), "
-            f"vocab {mc.vocab_size}, {len(train_np):,} train / {len(val_np):,} val tokens, devices {jax.devices()}"
+            f"vocab {mc.vocab_size}, {len(train_np):,} train / {len(val_np):,} val tokens; "
+            f"{sharding.describe(mesh, shardings)}"
             + (f"; resumed at step {step}" if restored is not None else ""))
-        splits = {"train": jnp.asarray(train_np), "val": jnp.asarray(val_np)}
+        splits = {"train": sharding.put_replicated(train_np, mesh), "val": sharding.put_replicated(val_np, mesh)}
         eval_key = make_keys(tc.seed)["eval"]
         tokens_per_step = tc.batch_size * mc.block_size
+        flops_per_token, peak = flops.flops_per_token(mc, state.params), flops.device_peak_flops()
+        log(flops.describe(flops_per_token, peak, mesh.size))
 
         record = {}
         t_window, steps_window = time.perf_counter(), 0
-        bar = tqdm(total=tc.max_iters, initial=step, unit="step", dynamic_ncols=True, mininterval=0.5)
-        with metrics_path.open("a") as mfile:
+        bar = tqdm(total=tc.max_iters, initial=step, unit="step", dynamic_ncols=True, mininterval=0.5,
+                   disable=not main)
+        with (metrics_path.open("a") if main else open(os.devnull, "w")) as mfile:
             def evaluate():
                 nonlocal t_window, steps_window, record
-                losses = estimate_loss(state.params, splits, jax.random.fold_in(eval_key, step), mc, tc)
+                with sharding.mesh_context(mesh):  # eval batches split over the devices too
+                    losses = estimate_loss(state.params, splits, jax.random.fold_in(eval_key, step), mc, tc)
                 now = time.perf_counter()
                 record = {"step": step, "train_loss": round(float(losses["train"]), 5),
                           "val_loss": round(float(losses["val"]), 5),
                           "tokens_per_s": round(steps_window * tokens_per_step / max(now - t_window, 1e-9), 1),
                           "elapsed_s": round(now - t_start, 2)}
+                utilisation = flops.mfu(record["tokens_per_s"], flops_per_token, mesh.size, peak)
+                record["mfu"] = None if utilisation is None else round(utilisation, 4)  # null: peak unknown
                 if step == tc.max_iters:
                     record["val_loss_full"] = round(evaluate_full(state.params, val_np, mc), 5)
                 mfile.write(json.dumps(record) + "\n")
                 mfile.flush()  # before the checkpoint of this step: a checkpoint never runs ahead of its metrics
-                bar.write(f"step {step}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}"
-                          + (f", val loss (full pass) {record['val_loss_full']:.4f}"
-                             if "val_loss_full" in record else ""))
+                if main:  # tqdm.write prints even when the bar is disabled
+                    bar.write(f"step {step}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}"
+                              + (f", val loss (full pass) {record['val_loss_full']:.4f}"
+                                 if "val_loss_full" in record else ""))
                 t_window, steps_window = time.perf_counter(), 0
                 return record["val_loss"]
 
@@ -222,7 +243,7 @@ def train(run: Run, log=print) -> dict:
             pending = None
             while step < tc.max_iters and signals.signum is None:
                 for n in _chunks(step, tc):
-                    state, metrics = train_steps_jit(state, splits["train"], mc, tc, n)
+                    state, metrics = step_fn(state, splits["train"], mc, tc, n)
                     if pending is not None:  # the previous call's metrics: ready by now, no stall
                         _progress(bar, pending, steps_window, tokens_per_step, t_window)
                     pending, step, steps_window = (metrics, n), step + n, steps_window + n
@@ -241,11 +262,12 @@ def train(run: Run, log=print) -> dict:
         raise Interrupted(signals.signum, f"{name} at step {step}: checkpoint saved in {run.out_dir / ckpt.CKPT_DIR}; "
                                           f"resume with: python train.py --out-dir {run.out_dir} --resume")
     from .viz import save_loss_png
-    save_loss_png(run.out_dir)  # loss.png when matplotlib (the optional viz extra) is installed
+    if main:
+        save_loss_png(run.out_dir)  # loss.png when matplotlib (the optional viz extra) is installed
     if tc.sample_chars and signals.signum is None:
         newline = tokenizer.stoi.get("\n", 0)
         out = generate(state.params, mc, jnp.array([[newline]]), tc.sample_chars, make_keys(tc.seed)["sample"])
-        log("-" * 40 + "\n" + tokenizer.decode(out[0, 1:]) + "\n" + "-" * 40)
+        log("-" * 40 + "\n" + tokenizer.decode(sharding.fetch(out)[0, 1:]) + "\n" + "-" * 40)
     return record
 
 

@@ -20,6 +20,7 @@ import optax
 from .config import GPTConfig, TrainConfig
 from .data import eval_windows, sample_batch
 from .model import cross_entropy, build_model, init_params, loss_fn
+from .sharding import constrain_batch
 
 
 @flax.struct.dataclass
@@ -92,6 +93,7 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
 
     def micro(i):
         x, y = sample_batch(data, jax.random.fold_in(batch_key, i), tc.batch_size // n_micro, mc.block_size)
+        x, y = constrain_batch(x), constrain_batch(y)  # rows over the mesh, when traced under one
         d = None if dropout is None else jax.random.fold_in(dropout, i)
         return jax.value_and_grad(loss_fn)(state.params, mc, x, y, d)
 
@@ -123,6 +125,7 @@ train_steps_jit = jax.jit(train_steps, static_argnames=("mc", "tc", "n_steps"), 
 def _estimate(params, data, key, mc: GPTConfig, batch_size: int, eval_iters: int):
     def one(_, k):
         x, y = sample_batch(data, k, batch_size, mc.block_size)
+        x, y = constrain_batch(x), constrain_batch(y)
         return None, loss_fn(params, mc, x, y)
     return jax.lax.scan(one, None, jax.random.split(key, eval_iters))[1].mean()
 

@@ -1,0 +1,251 @@
+"""All parallelism policy: the device mesh, the shardings of the state and the batch, `jax.distributed` start-up.
+
+One code path from 1 device to a pod: every run builds a `Mesh` over all devices it sees (a 1-device mesh on a
+laptop) and jits the one `train_steps` with explicit in/out shardings (`jit` + `NamedSharding`; `pmap` is the old
+API and is not used).
+
+- `data` (default): parameters and optimizer state replicated, the (B, T) batch split by rows over the `data` axis;
+  XLA all-reduces the gradients.
+- `fsdp`: a (`data`, `fsdp`) mesh, all devices on `fsdp` unless told otherwise; each parameter (and its Adam
+  moments) is split along its largest dimension that the `fsdp` size divides, replicated when none does. The batch
+  is split over both axes. XLA all-gathers a weight where it is used and reduce-scatters its gradient.
+
+The batch is sampled on the devices from the token array, which is replicated on every device (Tiny Shakespeare is
+1 MB as uint8): the B start indices come from one key (B integers, identical everywhere), and the sampled windows
+are constrained to the batch sharding, so each device gathers only its own rows (checked in the compiled HLO by
+tests/test_sharding.py). No process builds another process's rows, and nothing is fed from the host per step.
+
+This module imports nothing from jaxgpt: `training` asks it for `constrain_batch`, the loop for everything else.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable
+
+import jax
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+DATA, FSDP = "data", "fsdp"
+KINDS = ("data", "fsdp")
+
+
+class ShardingError(ValueError):
+    """A batch, mesh or launch request the devices cannot honour; the message names the numbers."""
+
+
+# ---------------------------------------------------------------------------------------------- multi-process
+def _cluster_env() -> str | None:
+    """The name of a multi-process launcher whose environment `jax.distributed.initialize()` reads by itself."""
+    env = os.environ
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        return "JAX_COORDINATOR_ADDRESS"
+    if int(env.get("SLURM_NTASKS", env.get("SLURM_STEP_NUM_TASKS", "1")) or 1) > 1 and "SLURM_PROCID" in env:
+        return "SLURM"
+    if int(env.get("OMPI_COMM_WORLD_SIZE", "1") or 1) > 1:
+        return "Open MPI"
+    if "," in env.get("TPU_WORKER_HOSTNAMES", ""):  # set on every host of a multi-host Cloud TPU slice
+        return "Cloud TPU pod"
+    return None
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None,
+               process_id: int | None = None, timeout_s: int = 300) -> bool:
+    """Start JAX's distributed runtime when this run is one of several processes; True if it was started.
+
+    Explicit: `coordinator` HOST:PORT (process 0's address), `num_processes`, `process_id` (all three), or
+    `coordinator="auto"` to let JAX read a cluster it knows (TPU pod, SLURM, Open MPI, Kubernetes JobSet).
+    Implicit: with no arguments, a multi-process environment (`_cluster_env`) starts it too; a lone process
+    does nothing. Must run before anything touches a device.
+    """
+    given = [v is not None for v in (coordinator, num_processes, process_id)]
+    if coordinator == "auto":
+        jax.distributed.initialize(initialization_timeout=timeout_s)
+        return True
+    if any(given):
+        if not all(given):
+            raise ShardingError(f"--coordinator {coordinator}, --num-processes {num_processes} and --process-id "
+                                f"{process_id}: give all three (or --coordinator auto on a TPU pod / SLURM)")
+        if ":" not in coordinator:
+            raise ShardingError(f"--coordinator {coordinator!r} is not HOST:PORT")
+        if num_processes < 1 or not 0 <= process_id < num_processes:
+            raise ShardingError(f"--process-id {process_id} must be in 0..{num_processes - 1} "
+                                f"(--num-processes {num_processes})")
+        if num_processes == 1:
+            return False
+        jax.distributed.initialize(coordinator, num_processes, process_id, initialization_timeout=timeout_s)
+        return True
+    if _cluster_env():
+        jax.distributed.initialize(initialization_timeout=timeout_s)
+        return True
+    return False
+
+
+def is_main_process() -> bool:
+    """Process 0 prints, logs and writes metrics; every process takes part in the computation and in Orbax saves."""
+    return jax.process_index() == 0
+
+
+# ---------------------------------------------------------------------------------------------- mesh, specs
+def make_mesh(kind: str = "data", devices=None, fsdp_size: int | None = None) -> Mesh:
+    """A mesh over `devices` (default: all of them, across processes). `fsdp_size` defaults to all devices."""
+    if kind not in KINDS:
+        raise ShardingError(f"sharding {kind!r} is not one of {', '.join(map(repr, KINDS))}")
+    devices = list(jax.devices() if devices is None else devices)
+    n = len(devices)
+    if kind == "data":
+        shape, names = (n,), (DATA,)
+    else:
+        f = n if fsdp_size is None else fsdp_size
+        if f < 1 or n % f:
+            raise ShardingError(f"fsdp size {f} does not divide the {n} devices")
+        shape, names = (n // f, f), (DATA, FSDP)
+    # Auto axes: the partitioner propagates shardings (jax.make_mesh would default to Explicit axes)
+    return jax.make_mesh(shape, names, axis_types=(AxisType.Auto,) * len(names), devices=devices)
+
+
+def batch_spec(mesh) -> P:
+    """(B, ...) rows split over every mesh axis: in fsdp mode the fsdp devices also take distinct rows."""
+    return P(tuple(mesh.axis_names))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, batch_spec(mesh))
+
+
+def n_batch_shards(mesh: Mesh) -> int:
+    return int(np.prod([mesh.shape[a] for a in mesh.axis_names]))
+
+
+def check_batch(batch_size: int, mesh: Mesh | int, gradient_accumulation_steps: int = 1) -> None:
+    """Each micro-batch must split evenly into rows per device; `mesh` may be a mesh or its number of shards."""
+    shards = mesh if isinstance(mesh, int) else n_batch_shards(mesh)
+    micro = batch_size // gradient_accumulation_steps
+    if micro % shards:
+        what = (f"batch_size {batch_size}" if gradient_accumulation_steps == 1 else
+                f"the micro-batch of {micro} (batch_size {batch_size} / gradient_accumulation_steps "
+                f"{gradient_accumulation_steps})")
+        raise ShardingError(f"{what} is not divisible by the {shards} data shards (one per device); "
+                            f"use a multiple of {shards}")
+
+
+def _is_layer_stacked(path) -> bool:
+    return any(getattr(k, "key", None) == "blocks" for k in path)
+
+
+def param_spec(path, shape: tuple[int, ...], fsdp_size: int) -> P:
+    """fsdp: split the largest dimension that fsdp_size divides, replicate if none does. The leading n_layer axis
+    of `blocks` leaves is never split: nn.scan slices it one layer at a time."""
+    first = 1 if _is_layer_stacked(path) and len(shape) > 1 else 0
+    dims = sorted(range(first, len(shape)), key=lambda d: (-shape[d], d))
+    for d in dims:
+        if shape[d] % fsdp_size == 0 and shape[d] >= fsdp_size:
+            return P(*[FSDP if i == d else None for i in range(len(shape))])
+    return P()
+
+
+def state_shardings(abstract_state, mesh: Mesh):
+    """NamedSharding for every leaf of a (shape-only) state: replicated, or fsdp-split for arrays of rank >= 1.
+
+    Adam's moments share their parameter's shape and path suffix, so they get the same split as the parameter.
+    """
+    if FSDP not in mesh.axis_names or mesh.shape[FSDP] == 1:
+        return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+    f = mesh.shape[FSDP]
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: NamedSharding(mesh, param_spec(path, tuple(x.shape), f) if x.ndim else P()), abstract_state)
+
+
+def constrain_batch(x: jax.Array) -> jax.Array:
+    """Inside a step traced by `jit_step`: rows of x over the batch axes, so each device builds only its rows.
+    Elsewhere (no mesh in context) x is returned as is."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty:
+        return x
+    return jax.lax.with_sharding_constraint(x, P(tuple(mesh.axis_names)))
+
+
+# ---------------------------------------------------------------------------------------------- arrays, steps
+def init_sharded(init_fn: Callable, mesh: Mesh, *args):
+    """(state, shardings): `init_fn(*args)` run under jit with out_shardings, so each device only ever holds its
+    shards; the shardings come from `jax.eval_shape`, which allocates nothing."""
+    shardings = state_shardings(jax.eval_shape(init_fn, *args), mesh)
+    return jax.jit(init_fn, out_shardings=shardings)(*args), shardings
+
+
+def with_shardings(abstract, shardings=None):
+    """A shape-only tree (e.g. a checkpoint's restore target) with a sharding on every leaf: `shardings` if given,
+    else the leaf's own, else replicated over all devices. Orbax then reads a checkpoint written on any devices
+    (8 TPU cores, 1 CPU) onto these ones."""
+    if shardings is None:
+        rep = replicated(make_mesh("data"))
+        shardings = jax.tree.map(lambda x: getattr(x, "sharding", None) or rep, abstract)
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), abstract, shardings)
+
+
+def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
+    """A host array (the same on every process) as one global array replicated on every device of the mesh."""
+    array = np.asarray(array)
+    return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
+
+
+def put_like(tree, shardings):
+    """Move a state (restored on other devices, or on the host) into `shardings`. Each process supplies its own
+    shards from a host copy, which also works when the source and target device sets differ."""
+    def one(x, s):
+        host = fetch(x)
+        return jax.make_array_from_callback(host.shape, s, lambda index: host[index])
+    return jax.tree.map(one, tree, shardings)
+
+
+def fetch(x) -> np.ndarray:
+    """A global array as a numpy array on every process (an all-gather when some shards live on other hosts)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
+_STEPS: dict = {}
+
+
+def jit_step(step_fn: Callable, mesh: Mesh, state_sharding, static_argnums=(2,)):
+    """jit `step_fn(state, data, *static) -> (state, metrics)` with explicit shardings: state in and out as
+    `state_sharding` (donated), the token array and the metrics replicated. The mesh is in context while it is
+    traced, so `constrain_batch` inside the step splits the sampled batch over the devices. One jitted function
+    per (step_fn, mesh, shardings), so a second run in the same process reuses its compiled programs."""
+    leaves, treedef = jax.tree.flatten(state_sharding)
+    cache_key = (step_fn, mesh, treedef, tuple(leaves), tuple(static_argnums))
+    if cache_key not in _STEPS:
+        def traced(state, data, *static):
+            with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+                return step_fn(state, data, *static)
+        rep = replicated(mesh)
+        _STEPS[cache_key] = jax.jit(traced, static_argnums=static_argnums, in_shardings=(state_sharding, rep),
+                                    out_shardings=(state_sharding, rep), donate_argnums=0)
+    return _STEPS[cache_key]
+
+
+@contextlib.contextmanager
+def mesh_context(mesh: Mesh):
+    """The mesh in context for code that jits without explicit shardings (evaluation), so `constrain_batch` splits
+    its batches too."""
+    with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
+        yield
+
+
+def describe(mesh: Mesh, shardings=None) -> str:
+    """One line: processes, devices, mesh shape, and (fsdp) how many state leaves are split."""
+    kind = jax.devices()[0].device_kind
+    text = (f"{jax.process_count()} process(es), {mesh.size} device(s) ({kind}), mesh "
+            + " x ".join(f"{a}={mesh.shape[a]}" for a in mesh.axis_names))
+    if shardings is not None:
+        leaves = jax.tree.leaves(shardings)
+        split = sum(1 for s in leaves if any(a is not None for a in s.spec))
+        text += f", {split}/{len(leaves)} state arrays split"
+    return text
