@@ -181,8 +181,8 @@ def train_reversal(config: GPTConfig, tc: TrainConfig, key: jax.Array, n_symbols
     from .training import make_optimizer
     init_key, train_key = jax.random.split(key)
     dummy = jnp.zeros((1, length), jnp.int32)
-    params = Seq2Seq(config).init(init_key, dummy, dummy)["params"]
-    opt_state = make_optimizer(tc, config).init(params)
+    params = jax.jit(Seq2Seq(config).init)(init_key, dummy, dummy)["params"]
+    opt_state = jax.jit(make_optimizer(tc, config).init)(params)
     losses = []
     for i in range(0, tc.max_iters, steps_per_call):
         params, opt_state, l = _reversal_steps(params, opt_state, jax.random.fold_in(train_key, i), config, tc,

@@ -204,6 +204,9 @@ def _sample(args, write) -> None:
         return sample_run(args, write)
     mc, params, tokenizer, meta = load_params(args.out_dir, step=args.step, best=args.best,
                                               log=lambda m: print(m, file=sys.stderr))
+    if mc.lora_rank:  # fold the adapters into the kernels: the same logits, no adapter cost per token
+        from .lora import merge_lora
+        params, mc = merge_lora(params, mc)
     if args.attention_png is not None:
         from .viz import attention_png
         return write(attention_png(params, mc, tokenizer, args.prompt, args.attention_png))
