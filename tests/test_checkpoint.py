@@ -200,25 +200,37 @@ def test_other_shape_is_refused(text, straight, tmp_path, capsys):
         ckpt.restore_step(mgr, STEPS, ckpt.abstract_state(other, tc))
 
 
-def test_init_from_trains_only_lora_adapters(straight, tmp_path, capsys):
-    out = tmp_path / "lora"
-    assert train_main(["--init-from", str(straight), "--out-dir", str(out), "--set", "lora_rank=4",
-                       "--max-iters", "4"]) == 0
-    printed = capsys.readouterr().out
-    base = final_state(straight).params
+def same_tree(a, b) -> bool:
+    return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def test_init_from_starts_a_new_run_from_the_weights(straight, tmp_path, capsys):
+    out = tmp_path / "new"
+    assert train_main(["--init-from", str(straight), "--out-dir", str(out), "--max-iters", "2"]) == 0
+    assert f"initialised from {straight} step {STEPS}" in capsys.readouterr().out
     with ckpt.manager(out, read_only=True) as mgr:
-        state, meta, _ = ckpt.restore_latest(mgr)
-    assert meta["step"] == 4 and ckpt.has_checkpoints(out)[0] == 0  # a new run: step 0, fresh optimizer
-    adapters = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(state.params)
-                if "lora" in jax.tree_util.keystr(p)}
-    n_adapters = sum(x.size for x in adapters.values())
-    assert n_adapters and f"({n_adapters:,} trainable)" in printed
-    assert any(np.abs(np.asarray(x)).max() > 0 for k, x in adapters.items() if "lora_b" in k)  # they trained
-    for path, x in jax.tree_util.tree_leaves_with_path(base):  # the base weights did not move at all
-        got = state.params
-        for k in path:
-            got = got[k.key]
-        assert np.array_equal(np.asarray(got), np.asarray(x)), jax.tree_util.keystr(path)
+        first, meta = ckpt.restore_step(mgr, 0)
+    base = final_state(straight)
+    assert ckpt.has_checkpoints(out) == [0, 2] and meta["config"]["train"]["max_iters"] == 2
+    assert same_tree(first.params, base.params)                      # the weights of the other run
+    assert int(first.step) == 0 and not same_tree(first.opt_state, base.opt_state)  # a fresh optimizer
+
+
+def test_init_from_with_lora_adds_adapters_only(straight, text):
+    """--set lora_rank=4: every base leaf comes from the checkpoint; the adapters are fresh (B = 0, so the model
+    starts equal to the base). That only adapters then train is make_optimizer's (tests/test_lora.py)."""
+    from dataclasses import replace
+    from jaxgpt.cli import parse_train_args
+    run, _ = parse_train_args(["--init-from", str(straight), "--out-dir", "unused", "--set", "lora_rank=4"])
+    run = replace(run, model=replace(run.model, vocab_size=58))
+    state, _ = loop.make_state(run)
+    flat = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(state.params)}
+    base = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(final_state(straight).params)}
+    adapters = {k: x for k, x in flat.items() if "lora_" in k}
+    assert adapters and set(flat) == set(base) | set(adapters)
+    assert all(np.array_equal(flat[k], base[k]) for k in base)
+    assert all(not np.any(x) for k, x in adapters.items() if "lora_b" in k)
+    assert all(np.any(x) for k, x in adapters.items() if "lora_a" in k)
 
 
 # ---------------------------------------------------------------------------------------------------- kill -9
