@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import shutil
 from functools import partial
 from pathlib import Path
@@ -136,7 +135,9 @@ def _check_shapes(mgr, step: int, item: str, target) -> None:
 
 def read_meta(mgr, step: int) -> dict:
     meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("step") != step:
+    needed = ("config", "tokenizer", "fingerprint")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("step") != step or \
+            not all(k in meta for k in needed):
         raise CheckpointError(f"checkpoint step {step} in {mgr.directory} has no valid metadata")
     return meta
 

@@ -120,7 +120,7 @@ def make_state(run: Run, log=print, mesh=None):
     if run.init_from is not None:
         _, loaded, _, meta = ckpt.load_params(run.init_from, log=log)
         ckpt.merge_params(loaded, ckpt.abstract_params(mc), str(run.init_from))  # shapes first: no compile to refuse
-        fresh = jax.jit(init_params, static_argnums=0)(mc, make_keys(tc.seed)["init"])  # eager init: ~15 s of op compiles
+        fresh = jax.jit(init_params, static_argnums=0)(mc, make_keys(tc.seed)["init"])  # eager: an op-by-op compile
         params = ckpt.merge_params(loaded, fresh, str(run.init_from))
         log(f"initialised from {run.init_from} step {meta['step']}")
     return sharding.init_sharded(partial(create_state, mc, tc), mesh, params)[0], None

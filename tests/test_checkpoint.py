@@ -120,13 +120,17 @@ def _flip(path: Path):
     path.write_bytes(bytes(b))
 
 
+def _truncate(path: Path):
+    os.truncate(path, path.stat().st_size // 3)
+
+
 def _biggest(folder: Path) -> Path:
     return max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
 
 
 DAMAGE = {
     "flipped params bytes": lambda step: _flip(_biggest(step / "params")),
-    "truncated optimizer state": lambda step: os.truncate(_biggest(step / "train"), _biggest(step / "train").stat().st_size // 3),
+    "truncated optimizer state": lambda step: _truncate(_biggest(step / "train")),
     "garbage meta": lambda step: (step / "meta" / "metadata").write_text("{not json"),
     "half-deleted step": lambda step: (shutil.rmtree(step / "params"), (step / "_CHECKPOINT_METADATA").unlink()),
 }
@@ -196,8 +200,9 @@ def test_other_shape_is_refused(text, straight, tmp_path, capsys):
     mc, tc = ckpt.config_of(meta)
     from dataclasses import replace
     other = replace(mc, n_layer=2)
-    with ckpt.manager(straight, read_only=True) as mgr, pytest.raises(ckpt.CheckpointError, match=r"in the checkpoint but \(2, "):
-        ckpt.restore_step(mgr, STEPS, ckpt.abstract_state(other, tc))
+    with ckpt.manager(straight, read_only=True) as mgr:
+        with pytest.raises(ckpt.CheckpointError, match=r"in the checkpoint but \(2, "):
+            ckpt.restore_step(mgr, STEPS, ckpt.abstract_state(other, tc))
 
 
 def same_tree(a, b) -> bool:

@@ -111,8 +111,8 @@ def test_reads_params_only(run_dir, tmp_path, capsys):
 
 
 def test_latest_step_and_best(run_dir):
-    offset = lambda params: {float(np.mean(x - y)) for x, y in zip(jax.tree.leaves(params),
-                                                                   jax.tree.leaves(load_checkpoint(run_dir, step=0)[1]))}
+    first = jax.tree.leaves(load_checkpoint(run_dir, step=0)[1])
+    offset = lambda params: {float(np.mean(x - y)) for x, y in zip(jax.tree.leaves(params), first)}
     assert offset(load_checkpoint(run_dir)[1]) == {2.0}               # newest
     assert offset(load_checkpoint(run_dir, best=True)[1]) == {1.0}    # lowest val loss
 
