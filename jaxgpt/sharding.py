@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import numpy as np
@@ -167,7 +167,7 @@ def constrain_batch(x: jax.Array) -> jax.Array:
     mesh = jax.sharding.get_abstract_mesh()
     if mesh.empty:
         return x
-    return jax.lax.with_sharding_constraint(x, P(tuple(mesh.axis_names)))
+    return jax.lax.with_sharding_constraint(x, batch_spec(mesh))
 
 
 # ---------------------------------------------------------------------------------------------- arrays, steps
@@ -192,15 +192,6 @@ def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
     """A host array (the same on every process) as one global array replicated on every device of the mesh."""
     array = np.asarray(array)
     return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
-
-
-def put_like(tree, shardings):
-    """Move a state (restored on other devices, or on the host) into `shardings`. Each process supplies its own
-    shards from a host copy, which also works when the source and target device sets differ."""
-    def one(x, s):
-        host = fetch(x)
-        return jax.make_array_from_callback(host.shape, s, lambda index: host[index])
-    return jax.tree.map(one, tree, shardings)
 
 
 def fetch(x) -> np.ndarray:
