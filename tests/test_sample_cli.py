@@ -137,3 +137,14 @@ def test_stream_and_beams(run_dir, capsys):
     logprobs = [float(line.rsplit(" ", 2)[-2]) for line in out.splitlines() if "beam " in line]
     assert rc == 0 and len(logprobs) == 3 and logprobs == sorted(logprobs, reverse=True)
     assert len(set(bodies(out))) == 3 and all(b.startswith("ROMEO:") and len(b) == 26 for b in bodies(out))
+
+
+def test_keeps_latest_n_plus_best(run_dir, tmp_path):
+    """keep=1: the newest step stays, and so does the lowest val loss; a step saved without one (Ctrl-C) goes."""
+    mc, params, tok = load_checkpoint(run_dir)
+    state = jax.jit(create_state, static_argnums=(0, 1))(mc, TINY_TRAIN)
+    with ckpt.manager(tmp_path, keep=1) as mgr:
+        for step, loss in enumerate([3.0, 1.0, None, 2.0, 2.5]):
+            ckpt.save(mgr, state.replace(step=state.step + step), ckpt.run_meta(mc, TINY_TRAIN, tok), loss)
+            mgr.wait_until_finished()
+    assert ckpt.has_checkpoints(tmp_path) == [1, 4]
