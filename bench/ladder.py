@@ -42,11 +42,12 @@ def run_step(name: str, out_root: Path, max_iters: int | None, eval_iters: int |
     wall = time.perf_counter() - t0
     n_params = count_params(jax.eval_shape(lambda: init_params(replace(model, vocab_size=65), jax.random.key(0))))
     return {"step": name, "doc": preset.doc.split(": ", 1)[-1].split(";")[0], "params": n_params,
-            "iters": tc.max_iters, "eval_iters": tc.eval_iters, "val_loss_full": record["val_loss_full"], "val_loss": record["val_loss"],
+            "iters": tc.max_iters, "eval_iters": tc.eval_iters, "val_loss_full": record["val_loss_full"],
+            "val_loss": record["val_loss"],
             "train_loss": record["train_loss"], "wall_s": round(wall, 1), "tokens_per_s": record["tokens_per_s"]}
 
 
-def write_markdown(rows: list[dict], path: Path, command: str) -> None:
+def write_markdown(rows: list[dict], path: Path, command: str, reused: tuple[str, ...] = ()) -> None:
     lines = [
         "# The lecture's ladder, step by step",
         "",
@@ -76,12 +77,18 @@ def write_markdown(rows: list[dict], path: Path, command: str) -> None:
         "projection (`proj`, C x C) is present from the first attention step, where the lecture adds it with the "
         "residual connections; a linear map right before `lm_head` adds parameters but no expressive power. The "
         "feed-forward step is Linear-ReLU-Linear 32 wide (the lecture: Linear-ReLU), and 4x wide from the residual "
-        "step on, as in the lecture. Weights start N(0, 0.1), about PyTorch's default Linear init at this width, which the "
-        "lecture's intermediate steps use (with jaxgpt's N(0, 0.02) one head ends at 2.61, worse than the bigram: its "
-        "scores start near zero, so it averages the context away). The scaled-up step is the `lecture` preset (6 layers, 6 heads, 384 wide, "
-        "block 256, batch 64, dropout 0.2, lr 3e-4); the lecture's 1.48 comes from 5000 iterations on a GPU.",
+        "step on, as in the lecture. Weights start N(0, 0.1), about PyTorch's default Linear init at this width, "
+        "which the lecture's intermediate steps use (with jaxgpt's N(0, 0.02) one head ends at 2.61, worse than the "
+        "bigram: its scores start near zero, so it averages the context away). The scaled-up step is the `lecture` "
+        "preset (6 layers, 6 heads, 384 wide, block 256, batch 64, dropout 0.2, lr 3e-4); the lecture's 1.48 comes "
+        "from 5000 iterations on a GPU.",
         "",
     ]
+    if reused:
+        lines += [f"Rows of {', '.join(reused)} were trained by an earlier invocation of this script on the same day "
+                  f"and read back from its --json file; this invocation trained the rest.", ""]
+    if "lecture" not in {r["step"] for r in rows}:
+        lines += ["The scaled-up step (the `lecture` preset) is not part of this run.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
 
@@ -106,13 +113,14 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(done[name])
                 continue
             big = name == "lecture"
-            row = run_step(name, Path(tmp), a.lecture_iters if big else a.max_iters, a.lecture_eval_iters if big else None)
+            row = run_step(name, Path(tmp), a.lecture_iters if big else a.max_iters,
+                           a.lecture_eval_iters if big else None)
             print(json.dumps(row), flush=True)
             rows.append(row)
             if a.json:
                 with a.json.open("a") as f:
                     f.write(json.dumps(row) + "\n")
-    write_markdown(rows, a.out, command.strip())
+    write_markdown(rows, a.out, command.strip(), tuple(n for n in a.steps if n in done))
     return 0
 
 

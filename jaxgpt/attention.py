@@ -22,7 +22,9 @@ from .model import FeedForward, _dense, _layer_norm, attention, cross_entropy
 
 
 def attention_weights(q: jax.Array, k: jax.Array, pos=0, causal: bool = True) -> jax.Array:
-    """softmax(q k^T / sqrt(hs)) as `attention` computes it, read out by attending over one-hot values. (B, H, Tq, Tk)"""
+    """softmax(q k^T / sqrt(hs)) as `attention` computes it, read out by attending over one-hot values.
+
+    Returns (B, H, Tq, Tk)."""
     Tk = k.shape[1]
     eye = jnp.broadcast_to(jnp.eye(Tk, dtype=jnp.float32)[None, :, None, :], (k.shape[0], Tk, k.shape[2], Tk))
     return attention(q.astype(jnp.float32), k.astype(jnp.float32), eye, lambda w: w, pos, causal).transpose(0, 2, 1, 3)

@@ -18,7 +18,8 @@ def test_each_step_changes_what_the_lecture_changes():
     steps = [PRESETS[n] for n in LADDER[:-1]]
     for p in steps:
         t = p.train
-        assert (t.batch_size, p.model.block_size, p.model.n_embd, t.learning_rate, t.max_iters) == (32, 8, 32, 1e-3, 5000)
+        setting = (t.batch_size, p.model.block_size, p.model.n_embd, t.learning_rate, t.max_iters)
+        assert setting == (32, 8, 32, 1e-3, 5000)
     diffs = []
     for a, b in zip(steps, steps[1:]):
         da, db = asdict(a.model), asdict(b.model)
@@ -39,7 +40,8 @@ def test_markdown_table_labels_the_reduced_step(tmp_path):
     spec = importlib.util.spec_from_file_location("ladder", REPO / "bench" / "ladder.py")
     ladder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ladder)
-    row = dict(doc="d", params=1, iters=5000, eval_iters=200, val_loss_full=2.0, val_loss=2.0, train_loss=2.0, wall_s=1.0)
+    row = dict(doc="d", params=1, iters=5000, eval_iters=200, val_loss_full=2.0, val_loss=2.0, train_loss=2.0,
+               wall_s=1.0)
     rows = [{**row, "step": "ladder-multihead"}, {**row, "step": "lecture", "iters": 10, "eval_iters": 4}]
     ladder.write_markdown(rows, tmp_path / "l.md", "python bench/ladder.py")
     text = (tmp_path / "l.md").read_text()
