@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import TINY, tiny_with
+from conftest import TINY
 from jaxgpt.attention import (CrossAttention, EncoderBlock, SelfAttention, SpatialSelfAttention, attention_weights,
                               held_out_strings, reversal_accuracy, reversal_batch, reversal_held_out, train_reversal)
 from jaxgpt.config import GPTConfig, TrainConfig
