@@ -85,8 +85,8 @@ def write_markdown(rows: list[dict], path: Path, command: str, reused: tuple[str
         "",
     ]
     if reused:
-        lines += [f"Rows of {', '.join(reused)} were trained by an earlier invocation of this script on the same day "
-                  f"and read back from its --json file; this invocation trained the rest.", ""]
+        lines += [f"Rows of {', '.join(reused)} were read back from the --json file, written by earlier invocations "
+                  f"of this script on the same day (a run stopped and resumed keeps its finished steps).", ""]
     if "lecture" not in {r["step"] for r in rows}:
         lines += ["The scaled-up step (the `lecture` preset) is not part of this run.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
