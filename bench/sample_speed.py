@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, nargs="+", default=[5, 3], help="timed runs per side, per length")
     p.add_argument("--seed", type=int, default=1337)
     a = p.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows when redirected to a file
     repeats = a.repeats + [a.repeats[-1]] * (len(a.lengths) - len(a.repeats))
 
     config = PRESETS["lecture"].model  # 6 x 6 x 384, block 256, vocab 65, float32
