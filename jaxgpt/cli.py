@@ -227,13 +227,18 @@ def _sample(args, write) -> None:
         for i in range(args.beams):
             write(rule(f"beam {i + 1}/{args.beams}, log-prob {float(logprobs[i]):.3f}")
                   + tokenizer.decode(seqs[i]) + "\n")
-    elif args.stream:  # one sample at a time, each its own key: rows of a batch cannot be printed as they come
-        for i in range(args.num_samples):
-            write(rule(f"sample {i + 1}/{args.num_samples}") + args.prompt)
-            for chunk in sampling.generate_stream(params, mc, prompt, args.max_new_tokens,
-                                                  jax.random.fold_in(key, i), **kw):
-                write(tokenizer.decode(np.asarray(chunk)[0]))
-            write("\n")
+    elif args.stream:  # the whole batch streams with `key`, so the text is the unstreamed text; sample 1 prints live
+        n, head = args.num_samples, tokenizer.decode(prompt[0])
+        rest = [[] for _ in range(n)]
+        write(rule(f"sample 1/{n}") + head)
+        for chunk in sampling.generate_stream(params, mc, np.repeat(prompt, n, 0), args.max_new_tokens, key, **kw):
+            chunk = np.asarray(chunk)
+            write(tokenizer.decode(chunk[0]))
+            for i in range(1, n):
+                rest[i].append(chunk[i])
+        write("\n")
+        for i in range(1, n):
+            write(rule(f"sample {i + 1}/{n}") + head + tokenizer.decode(np.concatenate(rest[i])) + "\n")
     else:
         out = sampling.generate(params, mc, np.repeat(prompt, args.num_samples, 0), args.max_new_tokens, key, **kw)
         for i in range(args.num_samples):

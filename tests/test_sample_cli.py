@@ -132,6 +132,7 @@ def test_stream_and_beams(run_dir, capsys):
     rc, out, _ = sample(capsys, "--out-dir", run_dir, *STD, "--stream", "--seed", 3)
     texts = bodies(out)
     assert rc == 0 and len(texts) == 2 and texts[0] != texts[1]
+    assert texts == bodies(sample(capsys, "--out-dir", run_dir, *STD, "--seed", 3)[1])  # streaming keeps the text
     assert all(t.startswith("ROMEO:") and len(t) == len("ROMEO:") + 20 for t in texts)
     rc, out, _ = sample(capsys, "--out-dir", run_dir, "--prompt", "ROMEO:", "--max-new-tokens", 20, "--beams", 3)
     logprobs = [float(line.rsplit(" ", 2)[-2]) for line in out.splitlines() if "beam " in line]
