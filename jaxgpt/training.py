@@ -109,7 +109,7 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
 
     updates, opt_state = make_optimizer(tc, mc).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": lr_schedule(tc)(state.step)}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr_schedule(tc)(state.step)}
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
 
