@@ -40,16 +40,13 @@ def strip_adapters(params):
 def add_adapters(base_params, config: GPTConfig, key: jax.Array):
     """Fresh adapters (A random, B zero) for a model trained without them: base_params + new lora_a/lora_b leaves.
 
-    The base leaves are the same arrays, so the adapted model starts equal to the base."""
+    The base leaves are the same values, so the adapted model starts equal to the base; this is what
+    `train.py --init-from DIR --set lora_rank=r` does (checkpoint.merge_params, which also checks every shape)."""
+    from .checkpoint import merge_params
+
     if not config.lora_rank:
         raise ValueError(f"add_adapters needs lora_rank > 0, got {config.lora_rank}")
-    fresh = _init(config, key)
-
-    def merge(new, old):
-        if isinstance(new, Mapping):
-            return {k: merge(v, old.get(k) if isinstance(old, Mapping) else None) for k, v in new.items()}
-        return new if old is None else old
-    return merge(fresh, base_params)
+    return merge_params(base_params, _init(config, key), "the base params")
 
 
 def _merge_dense(p: dict, scale: float) -> dict:
