@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     p.add_argument("--lengths", type=int, nargs="+", default=[200, 500], help="new characters per sequence")
     p.add_argument("--repeats", type=int, nargs="+", default=[5, 3], help="timed runs per side, per length")
     p.add_argument("--seed", type=int, default=1337)
+    p.add_argument("--pause", type=float, default=1.0,
+                   help="seconds between a torch run and the next jaxgpt run (0: back to back)")
     a = p.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress shows when redirected to a file
     repeats = a.repeats + [a.repeats[-1]] * (len(a.lengths) - len(a.repeats))
@@ -103,6 +105,7 @@ def main(argv=None) -> int:
         first = time.perf_counter() - t0
         jx, tc = [], []
         for r in range(reps):
+            time.sleep(a.pause)  # torch's idle OpenMP workers spin-wait; let them sleep before jaxgpt is timed
             t0 = time.perf_counter()
             out = generate(params, config, context, n, jax.random.fold_in(key, r))
             out.block_until_ready()
