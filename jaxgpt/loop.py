@@ -27,8 +27,9 @@ from . import config as cfg
 from . import flops, sharding
 from .data import CharTokenizer, load_text, split
 from .model import count_params, init_params
+from .lora import count_trainable
 from .sampling import generate
-from .training import create_state, estimate_loss, evaluate_full, is_lora, make_keys, train_steps
+from .training import create_state, estimate_loss, evaluate_full, make_keys, train_steps
 
 RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")
 
@@ -197,8 +198,7 @@ def train(run: Run, log=print) -> dict:
         logged = _keep_metrics(metrics_path, step, write=main) if restored is not None else set()
         log(cfg.to_json(mc, tc))
         n_params = count_params(state.params)
-        trainable = sum(p.size for path, p in jax.tree_util.tree_leaves_with_path(state.params)
-                        if not mc.lora_rank or is_lora(path))
+        trainable = count_trainable(state.params, mc)
         log(f"preset {run.preset or '(custom)'}: {n_params:,} parameters ({trainable:,} trainable), "
             f"vocab {mc.vocab_size}, {len(train_np):,} train / {len(val_np):,} val tokens; "
             f"{sharding.describe(mesh, shardings)}"
