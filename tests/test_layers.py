@@ -1,0 +1,87 @@
+"""The package's layers: every module imports only modules of its own layer or below, and no import cycle exists.
+
+Imports are read from the source with `ast` (inside functions too, where a cycle likes to hide), so the test needs
+no import of jaxgpt and sees every edge, taken at run time or not.
+"""
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "jaxgpt"
+
+# 0 configs, data and the error types; 1 the models and their parameter trees; 2 pure computation on models (and
+# the extras beside it); 3 checkpoints; 4 the side effects of a run; 5 command lines and the package's front.
+LAYERS = {
+    "errors": 0, "config": 0, "presets": 0, "data": 0,
+    "model": 1, "params": 1,
+    "training": 2, "sampling": 2, "sharding": 2, "flops": 2, "ngram": 2, "lora": 2, "attention": 2, "viz": 2,
+    "checkpoint": 3,
+    "rundir": 4, "loop": 4,
+    "cli": 5, "__main__": 5, "__init__": 5,
+}
+
+
+def imports_of(path: Path) -> set[str]:
+    """jaxgpt modules imported by `path`: `from . import x`, `from .x import y`, `import jaxgpt.x`, `from jaxgpt..."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level == 1 or base.split(".")[0] == "jaxgpt":
+                base = base.removeprefix("jaxgpt").lstrip(".")
+                if base:
+                    found.add(base.split(".")[0])
+                else:  # from . import a, b
+                    found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("jaxgpt."))
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    return {p.stem: imports_of(p) for p in sorted(PACKAGE.glob("*.py"))}
+
+
+def test_every_module_has_a_layer():
+    assert set(graph()) <= set(LAYERS), f"give these modules a layer: {sorted(set(graph()) - set(LAYERS))}"
+
+
+def test_imports_point_downward():
+    upward = [f"{m} (layer {LAYERS[m]}) imports {d} (layer {LAYERS[d]})" for m, deps in graph().items()
+              for d in sorted(deps) if m in LAYERS and d in LAYERS and LAYERS[d] > LAYERS[m]]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycle():
+    g = graph()
+    cycles = []
+
+    def visit(node, path):
+        for dep in sorted(g.get(node, ())):
+            if dep in path:
+                cycles.append(" -> ".join(path[path.index(dep):] + [dep]))
+            elif dep in g and len(path) < len(g):
+                visit(dep, path + [dep])
+
+    for start in g:
+        visit(start, [start])
+    assert not cycles, "\n".join(sorted(set(cycles)))
+
+
+def test_the_reader_finds_each_import():
+    """The reader itself: a hand-made module with every form of import, at top level and inside a function."""
+    import tempfile
+    src = "from . import a, b\nfrom .c import x\nimport jaxgpt.d\nfrom jaxgpt.e import y\ndef f():\n    from .g import z\n"
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "m.py"
+        p.write_text(src)
+        assert imports_of(p) == {"a", "b", "c", "d", "e", "g"}
+
+
+def test_files_and_loop_functions_stay_readable():
+    """A file a reader can hold in their head (<= 300 lines); the loop as a short story (functions <= 50 lines)."""
+    long_files = {p.name: n for p in PACKAGE.glob("*.py") if (n := len(p.read_text().splitlines())) > 300}
+    assert not long_files, long_files
+    tree = ast.parse((PACKAGE / "loop.py").read_text())
+    long_functions = {f.name: f.end_lineno - f.lineno + 1 for f in ast.walk(tree)
+                      if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef)) and f.end_lineno - f.lineno >= 50}
+    assert not long_functions, long_functions
