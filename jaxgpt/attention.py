@@ -19,6 +19,7 @@ import optax
 
 from .config import GPTConfig, TrainConfig
 from .model import FeedForward, _dense, _layer_norm, attention, cross_entropy
+from .training import make_optimizer
 
 
 def attention_weights(q: jax.Array, k: jax.Array, pos=0, causal: bool = True) -> jax.Array:
@@ -98,11 +99,9 @@ class Seq2Seq(nn.Module):
 
     def setup(self):
         c = self.config
-        init = nn.initializers.normal(c.init_std)
-        self.src_embedding = nn.Embed(c.vocab_size, c.n_embd, embedding_init=init)
-        self.tgt_embedding = nn.Embed(c.vocab_size, c.n_embd, embedding_init=init)
-        self.src_position = nn.Embed(c.block_size, c.n_embd, embedding_init=init)
-        self.tgt_position = nn.Embed(c.block_size, c.n_embd, embedding_init=init)
+        embed = lambda rows: nn.Embed(rows, c.n_embd, embedding_init=nn.initializers.normal(c.init_std))
+        self.src_embedding, self.tgt_embedding = embed(c.vocab_size), embed(c.vocab_size)
+        self.src_position, self.tgt_position = embed(c.block_size), embed(c.block_size)
         self.encoder = [EncoderBlock(c) for _ in range(c.n_layer)]
         self.decoder = [DecoderBlock(c) for _ in range(c.n_layer)]
         self.ln_enc, self.ln_f = _layer_norm(c, "ln_enc"), _layer_norm(c, "ln_f")
@@ -114,12 +113,15 @@ class Seq2Seq(nn.Module):
             x = block(x)
         return self.ln_enc(x)
 
-    def __call__(self, src: jax.Array, tgt_in: jax.Array) -> jax.Array:
-        memory = self.encode(src)
+    def decode(self, tgt_in: jax.Array, memory: jax.Array) -> jax.Array:
+        """Logits (B, Tt, V) of the decoder over tgt_in, attending to the encoder's `memory` (B, Ts, C)."""
         x = self.tgt_embedding(tgt_in) + self.tgt_position(jnp.arange(tgt_in.shape[1]))  # (B, Tt, C)
         for block in self.decoder:
             x = block(x, memory)
         return self.lm_head(self.ln_f(x)).astype(jnp.float32)
+
+    def __call__(self, src: jax.Array, tgt_in: jax.Array) -> jax.Array:
+        return self.decode(tgt_in, self.encode(src))
 
 
 # --- the reversal task: src of `length` symbols in 0..n_symbols-1, target src[::-1], BOS = n_symbols ---
@@ -142,8 +144,7 @@ def reversal_batch(key: jax.Array, batch_size: int, length: int, n_symbols: int)
 @functools.partial(jax.jit, static_argnames=("config", "tc", "n_symbols", "length", "n_steps"), donate_argnums=(0, 1))
 def _reversal_steps(params, opt_state, key, config: GPTConfig, tc: TrainConfig, n_symbols: int, length: int,
                     n_steps: int):
-    from .training import make_optimizer
-    opt = make_optimizer(tc, config)
+    opt = make_optimizer(config, tc)
 
     def step(carry, k):
         params, opt_state = carry
@@ -165,14 +166,8 @@ def greedy_decode(params, config: GPTConfig, src: jax.Array, n_symbols: int) -> 
     memory = model.apply({"params": params}, src, method="encode")
     out = jnp.full((B, L + 1), n_symbols, jnp.int32)  # BOS, then the answer
 
-    def decoder_logits(m, tgt_in, memory):
-        x = m.tgt_embedding(tgt_in) + m.tgt_position(jnp.arange(tgt_in.shape[1]))
-        for block in m.decoder:
-            x = block(x, memory)
-        return m.lm_head(m.ln_f(x))
-
     def body(i, out):
-        logits = model.apply({"params": params}, out[:, :L], memory, method=decoder_logits)
+        logits = model.apply({"params": params}, out[:, :L], memory, method="decode")
         return out.at[:, i + 1].set(jnp.argmax(logits[:, i], axis=-1).astype(jnp.int32))
     return jax.lax.fori_loop(0, L, body, out)[:, 1:]
 
@@ -180,11 +175,10 @@ def greedy_decode(params, config: GPTConfig, src: jax.Array, n_symbols: int) -> 
 def train_reversal(config: GPTConfig, tc: TrainConfig, key: jax.Array, n_symbols: int = 10, length: int = 8,
                    steps_per_call: int = 100) -> tuple[dict, np.ndarray]:
     """Train a Seq2Seq to reverse strings for tc.max_iters steps; returns (params, losses)."""
-    from .training import make_optimizer
     init_key, train_key = jax.random.split(key)
     dummy = jnp.zeros((1, length), jnp.int32)
     params = jax.jit(Seq2Seq(config).init)(init_key, dummy, dummy)["params"]
-    opt_state = jax.jit(make_optimizer(tc, config).init)(params)
+    opt_state = jax.jit(make_optimizer(config, tc).init)(params)
     losses = []
     for i in range(0, tc.max_iters, steps_per_call):
         params, opt_state, l = _reversal_steps(params, opt_state, jax.random.fold_in(train_key, i), config, tc,

@@ -1,21 +1,21 @@
 """Text in, tokens out: the character tokenizer, the text loader, the 90/10 split and batch sampling."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 import urllib.request
+import warnings
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .errors import DataError
+
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-
-
-class DataError(ValueError):
-    """A text source that cannot be used; the message names it and what to do instead."""
 
 
 class CharTokenizer:
@@ -87,34 +87,33 @@ def _download(url: str, dest: Path) -> None:
 
 
 def _url_cache_path(url: str) -> Path:
-    import hashlib
     name = url.rstrip("/").rsplit("/", 1)[-1] or "index"
     return cache_dir() / "downloads" / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}-{name}"
 
 
+def _cached_download(url: str, cached: Path, what: str) -> str:
+    """The text at `url`, downloaded once into `cached`."""
+    if not cached.is_file():
+        try:
+            _download(url, cached)
+        except OSError as e:
+            raise DataError(f"cannot download {what} ({e}); pass --data PATH to a local copy") from None
+    return _read_utf8(cached, what)
+
+
 def load_text(source: str = "tinyshakespeare") -> str:
-    """A text from a local path, an http(s) URL (cached), `hf:NAME[:CONFIG]`, or `tinyshakespeare`."""
+    """A text from a local path, an http(s) URL (cached), `hf:NAME[:CONFIG]`, or `tinyshakespeare`
+    ($JAXGPT_DATA_DIR/tinyshakespeare.txt when that is set, else downloaded once into the cache)."""
     if source == "tinyshakespeare":
         if os.environ.get("JAXGPT_DATA_DIR"):
             path = Path(os.environ["JAXGPT_DATA_DIR"]) / "tinyshakespeare.txt"
             if not path.is_file():
                 raise DataError(f"JAXGPT_DATA_DIR is set but {path} does not exist")
             return _read_utf8(path, str(path))
-        cached = cache_dir() / "downloads" / "tinyshakespeare.txt"
-        if not cached.is_file():
-            try:
-                _download(TINYSHAKESPEARE_URL, cached)
-            except OSError as e:
-                raise DataError(f"cannot download Tiny Shakespeare ({e}); pass --data PATH to a local text file") from None
-        return _read_utf8(cached, str(cached))
+        return _cached_download(TINYSHAKESPEARE_URL, cache_dir() / "downloads" / "tinyshakespeare.txt",
+                                "Tiny Shakespeare")
     if source.startswith(("http://", "https://")):
-        cached = _url_cache_path(source)
-        if not cached.is_file():
-            try:
-                _download(source, cached)
-            except OSError as e:
-                raise DataError(f"cannot download {source} ({e}); pass --data PATH to a local copy") from None
-        return _read_utf8(cached, source)
+        return _cached_download(source, _url_cache_path(source), source)
     if source.startswith("hf:"):
         return _load_hf(source)
     path = Path(source).expanduser()
@@ -140,7 +139,7 @@ def _load_hf(source: str) -> str:
     return "\n".join(ds[col])
 
 
-def split(tokens: np.ndarray, block_size: int, train_frac: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+def train_val_split(tokens: np.ndarray, block_size: int, train_frac: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
     """The lecture's split: first 90% train, last 10% validation. Each must hold one (x, y) window."""
     n = int(train_frac * len(tokens))
     train, val = tokens[:n], tokens[n:]
@@ -151,8 +150,20 @@ def split(tokens: np.ndarray, block_size: int, train_frac: float = 0.9) -> tuple
     return train, val
 
 
-def sample_batch(data: jax.Array, key: jax.Array, batch_size: int, block_size: int) -> tuple[jax.Array, jax.Array]:
-    """The lecture's get_batch, on the device: random windows x and their next-token targets y, (B, T) int32."""
+def split(tokens: np.ndarray, block_size: int, train_frac: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Deprecated name of `train_val_split` (it read like `jax.random.split`)."""
+    warnings.warn("jaxgpt.split is deprecated: use jaxgpt.train_val_split", DeprecationWarning, stacklevel=2)
+    return train_val_split(tokens, block_size, train_frac)
+
+
+def sample_batch(data: jax.Array, key: jax.Array, *legacy: int, batch_size: int | None = None,
+                 block_size: int | None = None) -> tuple[jax.Array, jax.Array]:
+    """The lecture's get_batch, on the device: batch_size random windows x of block_size tokens from data (N,) and
+    their next-token targets y, each (B, T) int32. The sizes are keyword-only (a swap would go unnoticed)."""
+    if legacy:  # sample_batch(data, key, B, T), the form before 0.2
+        warnings.warn("sample_batch(data, key, B, T) is deprecated: pass batch_size=B, block_size=T",
+                      DeprecationWarning, stacklevel=2)
+        batch_size, block_size = legacy
     ix = jax.random.randint(key, (batch_size,), 0, data.shape[0] - block_size)
     offsets = ix[:, None] + jnp.arange(block_size + 1)[None, :]  # (B, T+1)
     window = data[offsets].astype(jnp.int32)

@@ -15,9 +15,7 @@ import jax.numpy as jnp
 
 from .config import GPTConfig
 from .model import init_params
-from .training import is_lora
-
-_init = jax.jit(init_params, static_argnums=0)
+from .params import ADAPTERS, count_params, is_lora, merge_params
 
 
 def count_trainable(params, config: GPTConfig) -> int:
@@ -27,32 +25,30 @@ def count_trainable(params, config: GPTConfig) -> int:
 
 
 def count_frozen(params, config: GPTConfig) -> int:
-    return sum(int(p.size) for p in jax.tree.leaves(params)) - count_trainable(params, config)
+    return count_params(params) - count_trainable(params, config)
 
 
 def strip_adapters(params):
     """params without any lora_a/lora_b (the base model, adapters discarded unmerged)."""
     if not isinstance(params, Mapping):
         return params
-    return {k: strip_adapters(v) for k, v in params.items() if k not in ("lora_a", "lora_b")}
+    return {k: strip_adapters(v) for k, v in params.items() if k not in ADAPTERS}
 
 
 def add_adapters(base_params, config: GPTConfig, key: jax.Array):
     """Fresh adapters (A random, B zero) for a model trained without them: base_params + new lora_a/lora_b leaves.
 
     The base leaves are the same values, so the adapted model starts equal to the base; this is what
-    `train.py --init-from DIR --set lora_rank=r` does (checkpoint.merge_params, which also checks every shape)."""
-    from .checkpoint import merge_params
-
+    `train.py --init-from DIR --set lora_rank=r` does (params.merge_params, which also checks every shape)."""
     if not config.lora_rank:
         raise ValueError(f"add_adapters needs lora_rank > 0, got {config.lora_rank}")
-    return merge_params(base_params, _init(config, key), "the base params")
+    return merge_params(base_params, init_params(config, key), "the base params")
 
 
 def _merge_dense(p: dict, scale: float) -> dict:
     a, b, kernel = p["lora_a"], p["lora_b"], p["kernel"]
     delta = jnp.einsum("...ir,...ro->...io", a, b) * scale  # (lead..., d_in, d_out)
-    merged = {k: v for k, v in p.items() if k not in ("lora_a", "lora_b")}
+    merged = {k: v for k, v in p.items() if k not in ADAPTERS}
     merged["kernel"] = kernel + delta.reshape(kernel.shape).astype(kernel.dtype)
     return merged
 

@@ -10,6 +10,7 @@ pos..pos+T-1 through a per-layer key/value cache of block_size slots (see `init_
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -183,14 +184,19 @@ class GPTLanguageModel(nn.Module):
         elif c.bias:
             self.lm_head_bias = self.param("lm_head_bias", nn.initializers.zeros, (c.vocab_size,))
 
-    def _forward(self, idx: jax.Array, cache: Cache, pos, deterministic: bool):
-        c = self.config
-        T = idx.shape[1]
+    def embed(self, idx: jax.Array, pos=0) -> jax.Array:
+        """The input of the first Block: token (+ position) embeddings of idx (B, T) at positions pos.. (B, T, C)"""
+        c, T = self.config, idx.shape[1]
         x = self.token_embedding_table(idx)  # (B, T, C)
         if c.pos_embedding == "learned":
             x = x + self.position_embedding_table(pos + jnp.arange(T))
         elif c.pos_embedding == "sinusoidal":
             x = x + jax.lax.dynamic_slice_in_dim(sinusoidal_positions(c.block_size, c.n_embd), pos, T)
+        return x
+
+    def _forward(self, idx: jax.Array, cache: Cache, pos, deterministic: bool):
+        c = self.config
+        x = self.embed(idx, pos)  # (B, T, C)
         if c.n_layer:
             x, cache = self.blocks(x, cache, pos, deterministic)
         x = self.ln_f(x).astype(c.dtype)
@@ -228,7 +234,9 @@ class BigramLanguageModel(nn.Module):
 
 
 def build_model(config: GPTConfig) -> nn.Module:
-    config.validate()
+    """The flax module for `config`: `GPTLanguageModel`, or `BigramLanguageModel` when config.model is "bigram".
+
+    `build_model(config).apply({"params": params}, idx)` returns (logits (B, T, vocab_size), None)."""
     if config.model == "bigram":
         return BigramLanguageModel(config)
     if config.model == "gpt":
@@ -236,8 +244,9 @@ def build_model(config: GPTConfig) -> nn.Module:
     raise ValueError(f"model {config.model!r} has no neural network (count models live in jaxgpt.ngram)")
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def init_params(config: GPTConfig, key: jax.Array):
-    """Parameters for `config` from `key`; shapes only depend on the config."""
+    """Parameters for `config` from `key` (compiled: an eager init runs op by op); shapes depend on the config only."""
     dummy = jnp.zeros((1, config.block_size), jnp.int32)
     return build_model(config).init({"params": key}, dummy)["params"]
 
@@ -250,14 +259,11 @@ def init_cache(config: GPTConfig, batch_size: int, dtype=jnp.float32) -> Cache:
     return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
 
 
-def loss_fn(params, config: GPTConfig, x: jax.Array, y: jax.Array, dropout_key: jax.Array | None = None,
+def loss_fn(params, config: GPTConfig, x: jax.Array, y: jax.Array, dropout_key: jax.Array | None = None, *,
             weights: jax.Array | None = None) -> jax.Array:
-    """Mean cross-entropy of `params` on (x, y); dropout is on when a dropout_key is given."""
+    """Mean cross-entropy () of `params` on inputs x and targets y (B, T); dropout is on when a dropout_key is given,
+    `weights` (B, T) weighs each target (0 masks it)."""
     model = build_model(config)
     rngs = {} if dropout_key is None else {"dropout": dropout_key}
     logits, _ = model.apply({"params": params}, x, deterministic=dropout_key is None, rngs=rngs)
     return cross_entropy(logits, y, weights)
-
-
-def count_params(params) -> int:
-    return sum(int(p.size) for p in jax.tree.leaves(params))

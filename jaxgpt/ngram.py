@@ -13,15 +13,14 @@ Smoothing:
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from .config import ConfigError, GPTConfig
+from .errors import ConfigError
 
-FILE = "ngram.npz"
+FILE = "ngram.npz"  # what an n-gram run writes into its out-dir instead of checkpoints
 
 
 def gram_ids(tokens: np.ndarray, k: int, V: int) -> np.ndarray:
@@ -164,61 +163,3 @@ def rng_from_key(key) -> np.random.Generator:
     """A numpy generator seeded by a jax key, so n-gram sampling follows the run's seed like the neural models."""
     return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
 
-
-def train(run, log=print) -> dict:
-    """`train.py --preset ngram`: count, write config/tokenizer/ngram.npz/metrics.jsonl, print a sample."""
-    from .loop import check_out_dir, prepare, write_run_files
-    from .training import make_keys
-
-    run, tokenizer, train_np, val_np = prepare(run)
-    check_out_dir(run.out_dir)
-    mc: GPTConfig = run.model
-    NGramModel.check_order(mc.n, mc.vocab_size)
-    t_start = time.perf_counter()
-    model = NGramModel.fit(train_np, mc.vocab_size, mc.n, mc.smoothing, mc.alpha)
-    count_s = time.perf_counter() - t_start
-    write_run_files(run, tokenizer)
-    model.save(run.out_dir / FILE)
-    n_entries = sum(len(keys) for keys, _ in model.tables)
-    log(f"{mc.n}-gram ({mc.smoothing}{f', alpha {mc.alpha}' if mc.smoothing == 'add_alpha' else ''}): "
-        f"{n_entries:,} stored counts from {len(train_np):,} train tokens in {count_s:.2f} s")
-    val = round(model.cross_entropy(val_np), 5)
-    record = {"step": 0, "train_loss": round(model.cross_entropy(train_np), 5), "val_loss": val,
-              "tokens_per_s": round(len(train_np) / max(count_s, 1e-9), 1),
-              "elapsed_s": round(time.perf_counter() - t_start, 2), "val_loss_full": val}
-    with (run.out_dir / "metrics.jsonl").open("a") as f:
-        f.write(json.dumps(record) + "\n")
-    log(f"train loss {record['train_loss']:.4f}, val loss (full pass) {val:.4f}")
-    if run.train.sample_chars:
-        rng = rng_from_key(make_keys(run.train.seed)["sample"])
-        out = model.generate([tokenizer.stoi.get("\n", 0)], run.train.sample_chars, rng)
-        log("-" * 40 + "\n" + tokenizer.decode(out[1:]) + "\n" + "-" * 40)
-    return record
-
-
-def sample_run(args, write) -> None:
-    """sample.py on an n-gram out-dir: --prompt, --max-new-tokens, --num-samples, --temperature, --greedy, --seed."""
-    from . import config as cfg
-    from .cli import UsageError
-    from .data import CharTokenizer
-    from .training import make_keys
-
-    unsupported = [f for f, v in (("--top-k", args.top_k), ("--top-p", args.top_p), ("--beams", args.beams),
-                                  ("--step", args.step), ("--best", args.best or None),
-                                  ("--attention-png", args.attention_png)) if v is not None]
-    if unsupported:
-        raise UsageError(f"{', '.join(unsupported)} not available for an n-gram model ({args.out_dir / FILE}); "
-                         f"it takes --prompt, --max-new-tokens, --num-samples, --temperature, --greedy, --seed")
-    model = NGramModel.load(args.out_dir / FILE)
-    tokenizer = CharTokenizer.from_json((args.out_dir / "tokenizer.json").read_text())
-    try:
-        prompt = [int(t) for t in tokenizer.encode(args.prompt or "\n")]
-    except ValueError as e:
-        raise UsageError(f"--prompt: {e}") from None
-    meta = json.loads((args.out_dir / "config.json").read_text())
-    seed = cfg.from_dict(meta)[1].seed if args.seed is None else args.seed
-    key = make_keys(seed)["sample"]
-    temperature = 0.0 if args.greedy else (args.temperature or 1.0)
-    for i in range(args.num_samples):
-        out = model.generate(prompt, args.max_new_tokens, rng_from_key(jax.random.fold_in(key, i)), temperature)
-        write(f"{'-' * 16} sample {i + 1}/{args.num_samples} {'-' * 16}\n" + tokenizer.decode(out) + "\n")

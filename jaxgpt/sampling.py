@@ -225,7 +225,7 @@ def _beam_search(params, ctx, config: GPTConfig, max_new_tokens: int, beam_width
     return hist, scores
 
 
-def beam_search(params, config: GPTConfig, prompt_tokens, max_new_tokens: int,
+def beam_search(params, config: GPTConfig, prompt_tokens, max_new_tokens: int, *,
                 beam_width: int) -> tuple[jax.Array, jax.Array]:
     """The `beam_width` most probable continuations (under cropped contexts, like `generate`) of a (1, T) prompt.
 

@@ -15,7 +15,7 @@ The batch is sampled on the devices from the token array, which is replicated on
 are constrained to the batch sharding, so each device gathers only its own rows (checked in the compiled HLO by
 tests/test_sharding.py). No process builds another process's rows, and nothing is fed from the host per step.
 
-This module imports nothing from jaxgpt: `training` asks it for `constrain_batch`, the loop for everything else.
+`training` asks this module for `constrain_batch` and `jit_step`, the loop and checkpoints for the rest.
 """
 from __future__ import annotations
 
@@ -27,12 +27,11 @@ import jax
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-DATA, FSDP = "data", "fsdp"
-KINDS = ("data", "fsdp")
+from .config import SHARDINGS as KINDS
+from .errors import ShardingError
+from .params import is_layer_stacked
 
-
-class ShardingError(ValueError):
-    """A batch, mesh or launch request the devices cannot honour; the message names the numbers."""
+DATA, FSDP = KINDS
 
 
 # ---------------------------------------------------------------------------------------------- multi-process
@@ -134,14 +133,10 @@ def check_batch(batch_size: int, mesh: Mesh | int, gradient_accumulation_steps: 
                             f"use a multiple of {shards}")
 
 
-def _is_layer_stacked(path) -> bool:
-    return any(getattr(k, "key", None) == "blocks" for k in path)
-
-
 def param_spec(path, shape: tuple[int, ...], fsdp_size: int) -> P:
     """fsdp: split the largest dimension that fsdp_size divides, replicate if none does. The leading n_layer axis
     of `blocks` leaves is never split: nn.scan slices it one layer at a time."""
-    first = 1 if _is_layer_stacked(path) and len(shape) > 1 else 0
+    first = 1 if is_layer_stacked(path) and len(shape) > 1 else 0
     dims = sorted(range(first, len(shape)), key=lambda d: (-shape[d], d))
     for d in dims:
         if shape[d] % fsdp_size == 0 and shape[d] >= fsdp_size:
@@ -200,6 +195,18 @@ def fetch(x) -> np.ndarray:
         from jax.experimental import multihost_utils
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(x)
+
+
+def placement(tree) -> tuple[Mesh, object]:
+    """(mesh, tree of NamedShardings) where a tree of arrays lives: its own mesh when its leaves carry
+    NamedShardings (a state made by the loop or `init_sharded`), else a 1-device mesh on the first leaf's device."""
+    leaves = jax.tree.leaves(tree)
+    sharding = getattr(leaves[0], "sharding", None) if leaves else None
+    if isinstance(sharding, NamedSharding):
+        return sharding.mesh, jax.tree.map(lambda x: x.sharding, tree)
+    device = next(iter(sharding.device_set)) if sharding is not None else jax.devices()[0]
+    mesh = Mesh(np.array([device]), (DATA,), axis_types=(AxisType.Auto,))
+    return mesh, jax.tree.map(lambda _: replicated(mesh), tree)
 
 
 _STEPS: dict = {}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from typing import Any
 
 import flax
@@ -17,9 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from . import sharding
 from .config import GPTConfig, TrainConfig
 from .data import eval_windows, sample_batch
 from .model import cross_entropy, build_model, init_params, loss_fn
+from .params import is_layer_stacked, is_lora
 from .sharding import constrain_batch
 
 
@@ -48,19 +51,16 @@ def lr_schedule(tc: TrainConfig):
 
 def decay_mask(params):
     """Weight decay on matrices and embeddings only (nanoGPT); `blocks` leaves carry an extra leading layer axis."""
-    def is_matrix(path, p):
-        layer_axis = any(getattr(k, "key", None) == "blocks" for k in path)
-        return p.ndim - layer_axis >= 2
-    return jax.tree_util.tree_map_with_path(is_matrix, params)
+    return jax.tree_util.tree_map_with_path(lambda path, p: p.ndim - is_layer_stacked(path) >= 2, params)
 
 
-def is_lora(path, _=None) -> bool:
-    return any(getattr(k, "key", None) in ("lora_a", "lora_b") for k in path)
-
-
-def make_optimizer(tc: TrainConfig, mc: GPTConfig) -> optax.GradientTransformation:
+def make_optimizer(mc: GPTConfig, tc: TrainConfig) -> optax.GradientTransformation:
     """Clip by global norm, then AdamW on the nanoGPT schedule. With LoRA (lora_rank > 0) only the adapters
     train: every other update is exactly zero, so the base weights stay bit-identical."""
+    if isinstance(mc, TrainConfig) and isinstance(tc, GPTConfig):
+        warnings.warn("make_optimizer(tc, mc) is deprecated: pass the model config first, make_optimizer(mc, tc)",
+                      DeprecationWarning, stacklevel=2)
+        mc, tc = tc, mc
     adamw = optax.adamw(lr_schedule(tc), b1=tc.beta1, b2=tc.beta2, weight_decay=tc.weight_decay, mask=decay_mask)
     opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), adamw) if tc.grad_clip > 0 else adamw
     if mc.lora_rank:
@@ -76,10 +76,11 @@ def make_keys(seed: int) -> dict[str, jax.Array]:
 
 
 def create_state(mc: GPTConfig, tc: TrainConfig, params=None) -> TrainState:
+    """A fresh TrainState: `params` (copied, so the caller's arrays stay valid when a step donates the state) or
+    new ones from the seed's `init` key, a fresh optimizer state, step 0 and the seed's `train` key."""
     keys = make_keys(tc.seed)
-    if params is None:
-        params = init_params(mc, keys["init"])
-    return TrainState(params=params, opt_state=make_optimizer(tc, mc).init(params), step=jnp.zeros((), jnp.int32),
+    params = init_params(mc, keys["init"]) if params is None else jax.tree.map(jnp.copy, params)
+    return TrainState(params=params, opt_state=make_optimizer(mc, tc).init(params), step=jnp.zeros((), jnp.int32),
                       key=keys["train"])
 
 
@@ -92,7 +93,8 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
     dropout = dropout_key if mc.dropout > 0 else None
 
     def micro(i):
-        x, y = sample_batch(data, jax.random.fold_in(batch_key, i), tc.batch_size // n_micro, mc.block_size)
+        x, y = sample_batch(data, jax.random.fold_in(batch_key, i), batch_size=tc.batch_size // n_micro,
+                            block_size=mc.block_size)
         x, y = constrain_batch(x), constrain_batch(y)  # rows over the mesh, when traced under one
         d = None if dropout is None else jax.random.fold_in(dropout, i)
         return jax.value_and_grad(loss_fn)(state.params, mc, x, y, d)
@@ -107,7 +109,7 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
         (loss, grads), _ = jax.lax.scan(acc, zero, jnp.arange(n_micro))
         loss, grads = jax.tree.map(lambda g: g / n_micro, (loss, grads))
 
-    updates, opt_state = make_optimizer(tc, mc).update(grads, state.opt_state, state.params)
+    updates, opt_state = make_optimizer(mc, tc).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr_schedule(tc)(state.step)}
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
@@ -118,13 +120,20 @@ def train_steps(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConf
     return jax.lax.scan(lambda s, _: train_step(s, data, mc, tc), state, None, length=n_steps)
 
 
-train_steps_jit = jax.jit(train_steps, static_argnames=("mc", "tc", "n_steps"), donate_argnums=0)
+def train_steps_jit(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig, n_steps: int):
+    """`train_steps` compiled: the one program the training loop runs, here for any caller.
+
+    The state stays where it lives (its shardings in and out; a state from `create_state` on one device is run on a
+    1-device mesh), `data` (N,) is replicated. The state is donated: use the returned one, the one passed in is
+    deleted. Compiled once per (config, n_steps, placement). Returns (state, metrics of each step (n_steps,))."""
+    mesh, shardings = sharding.placement(state)
+    return sharding.jit_step(train_steps, mesh, shardings, static_argnums=(2, 3, 4))(state, data, mc, tc, n_steps)
 
 
 @functools.partial(jax.jit, static_argnames=("mc", "batch_size", "eval_iters"))
 def _estimate(params, data, key, mc: GPTConfig, batch_size: int, eval_iters: int):
     def one(_, k):
-        x, y = sample_batch(data, k, batch_size, mc.block_size)
+        x, y = sample_batch(data, k, batch_size=batch_size, block_size=mc.block_size)
         x, y = constrain_batch(x), constrain_batch(y)
         return None, loss_fn(params, mc, x, y)
     return jax.lax.scan(one, None, jax.random.split(key, eval_iters))[1].mean()
@@ -145,7 +154,7 @@ def _full_sum(params, x, y, w, mc: GPTConfig):
     return jax.lax.scan(one, jnp.zeros(()), (x, y, w))[0]
 
 
-def evaluate_full(params, tokens: np.ndarray, mc: GPTConfig, batch_windows: int = 32) -> float:
+def evaluate_full(params, tokens: np.ndarray, mc: GPTConfig, *, batch_windows: int = 32) -> float:
     """Mean loss over a whole split cut into non-overlapping block_size windows: every target once, deterministic."""
     x, y, w = eval_windows(np.asarray(tokens), mc.block_size)
     pad = -len(x) % batch_windows

@@ -1,7 +1,7 @@
 """Pictures (matplotlib, the optional `viz` extra): a run's loss curves and a model's attention maps.
 
-Attention weights are recomputed from the parameters, layer by layer, with the model's own modules: the embedding
-sum feeds `model.Block` applied to that layer's slice of the stacked `blocks` parameters, and each Block's `qkv`
+Attention weights are recomputed from the parameters, layer by layer, with the model's own modules: the model's
+`embed` feeds `model.Block` applied to that layer's slice of the stacked `blocks` parameters, and each Block's `qkv`
 output (captured by flax's capture_intermediates) goes through `attention.attention_weights`, the same softmax
 as `model.attention`. Nothing of the model is copied.
 """
@@ -16,7 +16,7 @@ import numpy as np
 
 from .attention import attention_weights
 from .config import GPTConfig
-from .model import Block, GPTLanguageModel, sinusoidal_positions
+from .model import Block, GPTLanguageModel
 
 
 def have_matplotlib() -> bool:
@@ -70,23 +70,12 @@ def save_loss_png(out_dir: Path) -> Path | None:
     return plot_losses(metrics, Path(out_dir) / "loss.png")
 
 
-def _embed(m: GPTLanguageModel, idx: jax.Array) -> jax.Array:
-    """The input of the first Block: token (+ position) embeddings, as GPTLanguageModel._forward adds them."""
-    c, T = m.config, idx.shape[1]
-    x = m.token_embedding_table(idx)
-    if c.pos_embedding == "learned":
-        x = x + m.position_embedding_table(jnp.arange(T))
-    elif c.pos_embedding == "sinusoidal":
-        x = x + sinusoidal_positions(c.block_size, c.n_embd)[:T]
-    return x
-
-
 def attention_maps(params, config: GPTConfig, idx) -> np.ndarray:
     """Every layer's and head's attention weights for one sequence idx (T,) with T <= block_size. (L, H, T, T)"""
     if config.model != "gpt" or config.n_layer == 0:
         raise ValueError(f"model {config.model!r} with n_layer {config.n_layer} has no attention to draw")
     idx = jnp.asarray(idx, jnp.int32).reshape(1, -1)[:, -config.block_size:]
-    x = GPTLanguageModel(config).apply({"params": params}, idx, method=_embed)  # (1, T, C)
+    x = GPTLanguageModel(config).apply({"params": params}, idx, method="embed")  # (1, T, C)
     maps = []
     for layer in range(config.n_layer):
         p = jax.tree.map(lambda a: a[layer], params["blocks"])
@@ -119,22 +108,8 @@ def plot_attention(maps: np.ndarray, chars: list[str], png_path: Path, title: st
     return Path(png_path)
 
 
-def attention_png(params, config: GPTConfig, tokenizer, prompt: str, png_path: Path) -> str:
-    """sample.py --attention-png: the maps of `prompt` (its last block_size characters) into png_path."""
-    from .cli import UsageError
-
-    if not have_matplotlib():
-        raise UsageError("--attention-png needs matplotlib: pip install 'jaxgpt[viz]'")
-    if not Path(png_path).parent.is_dir():
-        raise UsageError(f"--attention-png {png_path}: folder {Path(png_path).parent} does not exist")
-    try:
-        idx = np.asarray(tokenizer.encode(prompt or "\n"), np.int32)[-config.block_size:]
-    except ValueError as e:
-        raise UsageError(f"--prompt: {e}") from None
-    try:
-        maps = attention_maps(params, config, idx)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    plot_attention(maps, [tokenizer.chars[i] for i in idx], png_path,
-                   f"attention of {config.n_layer} layers x {config.n_head} heads over {tokenizer.decode(idx)!r}")
-    return f"wrote {config.n_layer} x {config.n_head} attention maps of {len(idx)} characters to {png_path}\n"
+def attention_png(params, config: GPTConfig, tokenizer, idx, png_path: Path) -> Path:
+    """The maps of the token ids idx (T,), T <= block_size, drawn into png_path with their characters as labels."""
+    maps = attention_maps(params, config, idx)
+    return plot_attention(maps, [tokenizer.chars[int(i)] for i in idx], png_path,
+                          f"attention of {config.n_layer} layers x {config.n_head} heads over {tokenizer.decode(idx)!r}")

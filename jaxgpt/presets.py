@@ -1,0 +1,96 @@
+"""Named presets: each a one-line source, a model config and a training config (`train.py --preset NAME`).
+
+The lecture's and nanoGPT's presets stay faithful to their sources; new recipes arrive as new presets.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from .config import GPTConfig, NGramConfig, TrainConfig
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What `get_preset(name)` returns: a one-line source, the model config and the training config."""
+    doc: str                         # one line: where the numbers come from
+    model: GPTConfig | NGramConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+_NANOGPT_MODEL = dict(bias=False, qkv_bias=False, activation="gelu", tie_embeddings=True,
+                      scaled_residual_init=True)
+
+PRESETS: dict[str, Preset] = {
+    "bigram": Preset(
+        "The lecture's bigram.py: a vocab x vocab table, batch 32, block 8, lr 1e-2, 3000 iterations, eval every 300.",
+        GPTConfig(model="bigram", block_size=8, n_layer=0, n_head=1, n_embd=32, dropout=0.0),
+        TrainConfig(batch_size=32, learning_rate=1e-2, max_iters=3000, lr_decay_iters=3000, weight_decay=0.01,
+                    eval_interval=300, eval_iters=200, ckpt_interval=1000)),
+    "baby": Preset(
+        "nanoGPT's CPU model (4 layers, 4 heads, 128 wide, block 64) retuned for the best validation loss in 5 minutes "
+        "on a 2-core CPU: batch 16, lr 2e-3 cosine to 2e-4, 3600 iterations, layers unrolled (docs/speed.md).",
+        GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, scan_layers=False, **_NANOGPT_MODEL),
+        TrainConfig(batch_size=16, learning_rate=2e-3, decay_lr=True, warmup_iters=100, lr_decay_iters=3600,
+                    min_lr=2e-4, max_iters=3600, weight_decay=0.1, beta2=0.99, grad_clip=1.0,
+                    eval_interval=600, eval_iters=10, ckpt_interval=1800)),
+    "lecture": Preset(
+        "The lecture's gpt.py exactly: batch 64, block 256, 384 wide, 6 heads, 6 layers, dropout 0.2, lr 3e-4, "
+        "5000 iterations, eval every 500 with 200 batches.",
+        GPTConfig(),
+        TrainConfig(batch_size=64, learning_rate=3e-4, max_iters=5000, eval_interval=500, eval_iters=200,
+                    lr_decay_iters=5000, weight_decay=0.01)),  # 0.01: torch.optim.AdamW's default, which gpt.py uses
+    "shakespeare-char": Preset(
+        "nanoGPT's config/train_shakespeare_char.py: 6x6x384, block 256, batch 64, dropout 0.2, lr 1e-3 cosine to "
+        "1e-4, warm-up 100, beta2 0.99, weight decay 0.1, clip 1.0, no bias, 5000 iterations, eval every 250.",
+        GPTConfig(dropout=0.2, **_NANOGPT_MODEL),
+        TrainConfig(batch_size=64, learning_rate=1e-3, decay_lr=True, warmup_iters=100, lr_decay_iters=5000,
+                    min_lr=1e-4, max_iters=5000, weight_decay=0.1, beta2=0.99, grad_clip=1.0,
+                    eval_interval=250, eval_iters=200, ckpt_interval=250)),
+}
+
+
+# The lecture's path from the bigram table to a Transformer, one switch per step, on its intermediate setting
+# (batch 32, block 8, 32 wide, 4 heads, lr 1e-3, 5000 iterations); bench/ladder.py trains them in order.
+# init_std 0.1 ~ PyTorch's default Linear init at fan-in 32 (std 1/sqrt(3*32) = 0.10), which the lecture's steps use
+# before gpt.py's N(0, 0.02): at 0.02 one attention head, with no residual path, starts near-uniform and ends at 2.61.
+_LADDER_TRAIN = TrainConfig(batch_size=32, learning_rate=1e-3, max_iters=5000, lr_decay_iters=5000, eval_interval=500,
+                            eval_iters=200, ckpt_interval=5000, steps_per_call=100)
+_LADDER_MODEL = GPTConfig(block_size=8, n_embd=32, n_head=4, n_layer=0, dropout=0.0, pos_embedding="none",
+                          layer_norm=False, residual=False, ffwd=False, ffwd_mult=1, init_std=0.1)
+_LADDER = (
+    ("ladder-bigram", "token embedding (32 wide) -> lm_head, no positions", {}),
+    ("ladder-pos", "+ learned positional embeddings", dict(pos_embedding="learned")),
+    ("ladder-head", "+ one self-attention head (head size 32)", dict(pos_embedding="learned", n_layer=1, n_head=1)),
+    ("ladder-multihead", "multi-head attention, 4 heads x 8", dict(pos_embedding="learned", n_layer=1)),
+    ("ladder-ffwd", "+ feed-forward (Linear-ReLU-Linear, 32 wide)", dict(pos_embedding="learned", n_layer=1,
+                                                                         ffwd=True)),
+    ("ladder-blocks", "3 Blocks of attention + feed-forward, no residual", dict(pos_embedding="learned", n_layer=3,
+                                                                               ffwd=True)),
+    ("ladder-residual", "+ residual connections, feed-forward 4x wide", dict(pos_embedding="learned", n_layer=3,
+                                                                             ffwd=True, ffwd_mult=4, residual=True)),
+    ("ladder-layernorm", "+ pre-norm LayerNorms (ln1, ln2, ln_f)", dict(pos_embedding="learned", n_layer=3, ffwd=True,
+                                                                        ffwd_mult=4, residual=True, layer_norm=True)),
+    ("ladder-dropout", "+ dropout 0.2", dict(pos_embedding="learned", n_layer=3, ffwd=True, ffwd_mult=4,
+                                             residual=True, layer_norm=True, dropout=0.2)),
+)
+LADDER = tuple(name for name, _, _ in _LADDER) + ("lecture",)  # the last step: scaled up
+PRESETS.update({name: Preset(f"Lecture ladder step: {doc}; batch 32, block 8, 32 wide, lr 1e-3, 5000 iterations.",
+                             replace(_LADDER_MODEL, **kw), _LADDER_TRAIN) for name, doc, kw in _LADDER})
+PRESETS["babygpt"] = Preset(
+    "BabyGPT's size (~24k parameters): 2 layers, 4 heads, 32 wide, block 64, feed-forward 2x, lr 3e-3, 5000 iterations.",
+    GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=32, ffwd_mult=2, dropout=0.0),
+    TrainConfig(batch_size=32, learning_rate=3e-3, decay_lr=True, warmup_iters=100, lr_decay_iters=5000, min_lr=3e-4,
+                max_iters=5000, eval_interval=500, eval_iters=200, ckpt_interval=1000, steps_per_call=50))
+PRESETS["ngram"] = Preset(
+    "Count-based 7-gram with interpolated modified Kneser-Ney smoothing (--set smoothing=add_alpha alpha=0.05 for "
+    "add-alpha); trains by counting, no gradient steps.",
+    NGramConfig(n=7, smoothing="kneser_ney"),
+    TrainConfig(max_iters=1, eval_interval=1, eval_iters=1, ckpt_interval=1))
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name` (`PRESETS` lists them); a `Preset` holds `.doc`, `.model` and `.train`."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
+    return PRESETS[name]
