@@ -21,9 +21,9 @@ from pathlib import Path
 
 import jax
 
-from jaxgpt import config as cfg
+from jaxgpt import presets
 from jaxgpt.loop import Run, train
-from jaxgpt.model import count_params, init_params
+from jaxgpt import count_params, init_params
 
 # The lecture's published validation losses (Karpathy, "Let's build GPT", 2023) at the intermediate setting
 LECTURE_FIGURES = {"ladder-head": "~2.4-2.5", "ladder-multihead": "2.28", "ladder-ffwd": "2.24",
@@ -31,7 +31,7 @@ LECTURE_FIGURES = {"ladder-head": "~2.4-2.5", "ladder-multihead": "2.28", "ladde
 
 
 def run_step(name: str, out_root: Path, max_iters: int | None, eval_iters: int | None) -> dict:
-    preset = cfg.get_preset(name)
+    preset = presets.get_preset(name)
     model, tc = preset.model, replace(preset.train, sample_chars=0)
     if max_iters is not None:
         tc = replace(tc, max_iters=max_iters, eval_interval=max_iters, ckpt_interval=max_iters)
@@ -95,7 +95,7 @@ def write_markdown(rows: list[dict], path: Path, command: str, reused: tuple[str
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--steps", nargs="*", default=list(cfg.LADDER), help="presets to run (default: the whole ladder)")
+    p.add_argument("--steps", nargs="*", default=list(presets.LADDER), help="presets to run (default: the whole ladder)")
     p.add_argument("--max-iters", type=int, help="override every small step's iterations (for a quick check)")
     p.add_argument("--lecture-iters", type=int, default=10, help="iterations of the scaled-up last step")
     p.add_argument("--lecture-eval-iters", type=int, default=4, help="estimate_loss batches of the scaled-up step")

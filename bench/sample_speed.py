@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO.parent / "shared" / "bench"))
 import reference_torch  # noqa: E402  (the shared PyTorch reference, not a package)
 
-from jaxgpt.config import PRESETS  # noqa: E402
+from jaxgpt.presets import PRESETS  # noqa: E402
 from jaxgpt.model import build_model  # noqa: E402
 from jaxgpt.sampling import generate  # noqa: E402
 from jaxgpt.training import make_keys  # noqa: E402

@@ -109,7 +109,8 @@ class TorchProc:
 
 # ----------------------------------------------------------------------------------------------- jaxgpt side
 def jax_configs(shape: str, steps_per_call: int, overrides=()):
-    from jaxgpt.config import GPTConfig, PRESETS, TrainConfig, apply_overrides
+    from jaxgpt.config import GPTConfig, TrainConfig, apply_overrides
+    from jaxgpt.presets import PRESETS
 
     s = SHAPES[shape]
     if shape == "lecture":
@@ -122,7 +123,7 @@ def jax_configs(shape: str, steps_per_call: int, overrides=()):
     tc = dataclasses.replace(tc, learning_rate=s["lr"], weight_decay=0.01, beta2=0.999, grad_clip=0.0,
                              decay_lr=False, warmup_iters=0, steps_per_call=steps_per_call)
     mc, tc = apply_overrides(dataclasses.replace(mc, vocab_size=65), tc, list(overrides))
-    return mc.validate(), tc.validate()
+    return mc, tc
 
 
 def flops_per_token(mc, n_params: int) -> float:
@@ -136,14 +137,14 @@ class JaxRunner:
         import jax
         import jax.numpy as jnp
 
-        from jaxgpt.data import CharTokenizer, load_text, split
-        from jaxgpt.model import count_params
+        from jaxgpt.data import CharTokenizer, load_text, train_val_split
+        from jaxgpt.params import count_params
         from jaxgpt.training import create_state, train_steps_jit
 
         self.mc, self.tc = jax_configs(shape, steps_per_call, overrides)
         text = load_text(text_path())
         tok = CharTokenizer.from_text(text)
-        self.data = jnp.asarray(split(tok.encode(text), self.mc.block_size)[0])
+        self.data = jnp.asarray(train_val_split(tok.encode(text), self.mc.block_size)[0])
         self.state = jax.jit(create_state, static_argnums=(0, 1))(self.mc, self.tc)
         self.flops_per_token = flops_per_token(self.mc, count_params(self.state.params))
         self.fn = train_steps_jit

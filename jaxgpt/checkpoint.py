@@ -12,11 +12,11 @@ on every restore; a step that fails to read or to match is skipped with a warnin
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shutil
 from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,16 +26,15 @@ from orbax.checkpoint import checkpoint_managers as policies
 from . import config as cfg
 from . import sharding
 from .data import CharTokenizer
+from .errors import CheckpointError
 from .model import init_params
+from .ngram import FILE as NGRAM_FILE
+from .params import mismatch_error, mismatches
 from .training import TrainState, create_state
 
 CKPT_DIR = "checkpoints"
 BROKEN_DIR = "checkpoints.broken"   # unreadable steps newer than the one resumed are moved here, never deleted
 FORMAT = 1
-
-
-class CheckpointError(ValueError):
-    """No usable checkpoint where one is needed; the message names the folder, the step and why."""
 
 
 # ---------------------------------------------------------------------------------------------------- fingerprints
@@ -70,15 +69,17 @@ def fingerprint(tree) -> str:
 # ---------------------------------------------------------------------------------------------------- the manager
 
 def manager(out_dir: Path, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
-    """Keeps the latest `keep` steps plus the one with the lowest val_loss (among steps saved with one)."""
+    """Keeps the latest `keep` steps plus the one with the lowest val_loss (among steps saved with one), which
+    `best_step()` names."""
+    val_loss = lambda metrics: metrics["val_loss"]
     keep_policy = policies.AnyPreservationPolicy([
         policies.LatestN(keep),
-        policies.BestN(get_metric_fn=lambda m: m["val_loss"], reverse=True, n=1,  # reverse: keeps the lowest
+        policies.BestN(get_metric_fn=val_loss, reverse=True, n=1,  # reverse: keeps the lowest
                        keep_checkpoints_without_metrics=False),
     ])
     options = ocp.CheckpointManagerOptions(
-        preservation_policy=keep_policy, create=not read_only, read_only=read_only,
-        cleanup_tmp_directories=not read_only,  # a temp folder is a save that a kill cut short: never complete
+        preservation_policy=keep_policy, best_fn=val_loss, best_mode="min", create=not read_only,
+        read_only=read_only, cleanup_tmp_directories=not read_only,  # a temp folder is a save a kill cut short
         enable_async_checkpointing=True)
     handlers = {"params": ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
                 "meta": ocp.JsonCheckpointHandler()}  # named up front, so item_metadata works before any restore
@@ -118,23 +119,17 @@ def abstract_params(mc: cfg.GPTConfig):
     return jax.eval_shape(partial(init_params, mc), jax.ShapeDtypeStruct((2,), jnp.uint32))
 
 
-def _check_shapes(mgr, step: int, item: str, target) -> None:
-    """Orbax would read a checkpoint into a target of another shape in ways that are not an error; refuse."""
-    stored = mgr.item_metadata(step)[item]
-    flat_t = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(target)[0]}
-    flat_s = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(stored)[0]}
-    problems = [f"{k} is {tuple(flat_s[k].shape)} in the checkpoint but {tuple(v.shape)} in the model"
-                for k, v in flat_t.items() if k in flat_s and tuple(flat_s[k].shape) != tuple(v.shape)]
-    problems += [f"{k} is missing from the checkpoint" for k in flat_t if k not in flat_s]
-    problems += [f"{k} is in the checkpoint but not in the model" for k in flat_s if k not in flat_t]
-    if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise CheckpointError(f"checkpoint step {step} in {mgr.directory} does not fit this model: "
-                              f"{'; '.join(problems[:3])}{more}")
+def _unreadable(mgr, step: int, e: Exception) -> CheckpointError:
+    reason = str(e).splitlines()[0][:200] if str(e) else ""
+    return CheckpointError(f"checkpoint step {step} in {mgr.directory} is unreadable ({type(e).__name__}: {reason})")
 
 
 def read_meta(mgr, step: int) -> dict:
-    meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    """A step's meta item (config, vocabulary, fingerprints); CheckpointError if it is missing or not ours."""
+    try:
+        meta = mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+    except Exception as e:  # Orbax raises many types for a damaged folder; all mean "unreadable"
+        raise _unreadable(mgr, step, e) from None
     needed = ("config", "tokenizer", "fingerprint")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("step") != step or \
             not all(k in meta for k in needed):
@@ -145,24 +140,27 @@ def read_meta(mgr, step: int) -> dict:
 def restore_step(mgr, step: int, target: TrainState | None = None, params_only: bool = False):
     """Read one step into `target` (default: built from the step's own config); checks shapes and fingerprints.
     Returns (state or params, meta). Raises CheckpointError if the step cannot be trusted."""
+    meta = read_meta(mgr, step)
+    if target is None:
+        mc, tc = cfg.from_dict(meta["config"])
+        target = abstract_params(mc) if params_only else abstract_state(mc, tc)
+    target = sharding.with_shardings(target)  # onto this run's devices, whatever devices wrote the step
+    items = {"params": target if params_only else target.params}
+    if not params_only:
+        items["train"] = {"opt_state": target.opt_state, "step": target.step, "key": target.key}
+    # Orbax refuses a target of another shape with the same kind of error as a damaged file, which would send a
+    # resume back to an older step: name what does not fit instead.
     try:
-        meta = read_meta(mgr, step)
-        if target is None:
-            mc, tc = cfg.from_dict(meta["config"])
-            target = abstract_params(mc) if params_only else abstract_state(mc, tc)
-        target = sharding.with_shardings(target)  # onto this run's devices, whatever devices wrote the step
-        target_params = target if params_only else target.params
-        _check_shapes(mgr, step, "params", target_params)
-        items = {"params": ocp.args.StandardRestore(target_params)}
-        if not params_only:
-            train_target = {"opt_state": target.opt_state, "step": target.step, "key": target.key}
-            items["train"] = ocp.args.StandardRestore(train_target)
-        got = mgr.restore(step, args=ocp.args.Composite(**items))
-    except CheckpointError:
-        raise
-    except Exception as e:  # Orbax and TensorStore raise many types for a damaged folder; all mean "unreadable"
-        raise CheckpointError(f"checkpoint step {step} in {mgr.directory} is unreadable "
-                              f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})") from None
+        stored = mgr.item_metadata(step)["params"]
+    except Exception as e:
+        raise _unreadable(mgr, step, e) from None
+    problems = mismatches(items["params"], stored) if stored is not None else []
+    if problems:
+        raise mismatch_error(f"checkpoint step {step} in {mgr.directory}", problems)
+    try:
+        got = mgr.restore(step, args=ocp.args.Composite(**{k: ocp.args.StandardRestore(v) for k, v in items.items()}))
+    except Exception as e:
+        raise _unreadable(mgr, step, e) from None
     for name in items:
         if fingerprint(got[name]) != meta["fingerprint"][name]:
             raise CheckpointError(f"checkpoint step {step} in {mgr.directory}: {name} does not match the "
@@ -173,19 +171,30 @@ def restore_step(mgr, step: int, target: TrainState | None = None, params_only: 
     return TrainState(params=got["params"], opt_state=train["opt_state"], step=train["step"], key=train["key"]), meta
 
 
-def restore_latest(mgr, target: TrainState | None = None, log=print):
-    """The newest step that reads back whole: (state, meta, skipped steps). Each skipped step is a warning."""
-    mgr.reload()
+def first_readable(mgr, steps, read: Callable[[int], object], log: Callable[[str], None] | None = print):
+    """(step, read(step), skipped steps) for the first of `steps` that `read` accepts. Each step it refuses with a
+    CheckpointError is skipped, with a warning through `log` (None: silently)."""
     skipped = []
-    for step in sorted(mgr.all_steps(), reverse=True):
+    for step in steps:
         try:
-            state, meta = restore_step(mgr, step, target)
-            return state, meta, skipped
+            return step, read(step), skipped
         except CheckpointError as e:
-            log(f"warning: {e}; falling back to the previous checkpoint")
+            if log is not None:
+                log(f"warning: {e}; falling back to the previous checkpoint")
             skipped.append(step)
     tried = f" (tried steps {', '.join(map(str, skipped))})" if skipped else ""
     raise CheckpointError(f"no complete checkpoint in {mgr.directory}{tried}")
+
+
+def newest_first(mgr) -> list[int]:
+    mgr.reload()
+    return sorted(mgr.all_steps(), reverse=True)
+
+
+def restore_latest(mgr, target: TrainState | None = None, log=print):
+    """The newest step that reads back whole: (state, meta, skipped steps). Each skipped step is a warning."""
+    _, (state, meta), skipped = first_readable(mgr, newest_first(mgr), lambda s: restore_step(mgr, s, target), log)
+    return state, meta, skipped
 
 
 def set_aside(out_dir: Path, steps: list[int], log=print) -> None:
@@ -205,6 +214,9 @@ def _open(out_dir: Path) -> ocp.CheckpointManager:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise CheckpointError(f"out-dir {out_dir} does not exist")
+    if (out_dir / NGRAM_FILE).is_file():
+        raise CheckpointError(f"out-dir {out_dir} holds an n-gram count model ({NGRAM_FILE}), which has no "
+                              f"checkpoints: load it with jaxgpt.ngram.NGramModel.load")
     if not has_checkpoints(out_dir):
         raise CheckpointError(f"out-dir {out_dir} holds no checkpoints (train one with train.py --out-dir {out_dir})")
     return manager(out_dir, read_only=True)
@@ -213,88 +225,38 @@ def _open(out_dir: Path) -> ocp.CheckpointManager:
 def latest_meta(out_dir: Path) -> dict:
     """The meta of the newest step whose meta reads back: a run's config and vocabulary, no arrays read."""
     with _open(out_dir) as mgr:
-        for step in sorted(mgr.all_steps(), reverse=True):
-            try:
-                return read_meta(mgr, step)
-            except Exception:  # restore_latest reports which steps are broken and why
-                continue
-    raise CheckpointError(f"no complete checkpoint in {Path(out_dir) / CKPT_DIR}")
+        return first_readable(mgr, newest_first(mgr), partial(read_meta, mgr), log=None)[1]
 
 
 def best_step(mgr) -> int:
-    """The step with the lowest val_loss recorded in its meta."""
-    scored = []
-    for step in mgr.all_steps():
-        try:
-            loss = read_meta(mgr, step)["val_loss"]
-        except Exception:  # an unreadable step cannot be the best one
-            continue
-        if loss is not None:
-            scored.append((loss, step))
+    """The step with the lowest val_loss (Orbax tracks it from the metrics saved with each step); a step whose
+    meta no longer reads is passed over for the next best."""
+    scored = sorted((mgr.metrics(s)["val_loss"], s) for s in mgr.all_steps() if mgr.metrics(s) is not None)
     if not scored:
         raise CheckpointError(f"no checkpoint in {mgr.directory} has a validation loss")
-    return min(scored)[1]
+    ranked = dict.fromkeys([mgr.best_step()] + [s for _, s in scored])  # Orbax's best, then the runners-up
+    return first_readable(mgr, ranked, partial(read_meta, mgr), log=None)[0]
 
 
 def load_params(out_dir: Path, step: int | None = None, best: bool = False, log=print):
     """(GPTConfig, params, CharTokenizer, meta) of a step; reads the params item only, never the optimizer state.
     Default: the newest readable step (older ones with a warning); `step` or `best` pick one and never fall back."""
-    mgr = _open(out_dir)
-    with mgr:
-        steps = mgr.all_steps()
-        if step is not None and step not in steps:
+    with _open(out_dir) as mgr:
+        read = lambda s: restore_step(mgr, s, params_only=True)
+        if step is not None and step not in mgr.all_steps():
             raise CheckpointError(f"step {step} is not in {mgr.directory}; available steps: "
-                                  f"{', '.join(map(str, sorted(steps)))}")
-        chosen = [best_step(mgr) if best else step] if best or step is not None else sorted(steps, reverse=True)
-        for i, s in enumerate(chosen):
-            try:
-                params, meta = restore_step(mgr, s, params_only=True)
-                break
-            except CheckpointError as e:
-                if i == len(chosen) - 1:
-                    raise
-                log(f"warning: {e}; falling back to the previous checkpoint")
+                                  f"{', '.join(map(str, sorted(mgr.all_steps())))}")
+        if step is not None or best:
+            params, meta = read(best_step(mgr) if best else step)
+        else:
+            params, meta = first_readable(mgr, newest_first(mgr), read, log)[1]
     mc, _ = cfg.from_dict(meta["config"])
     return mc, params, CharTokenizer(meta["tokenizer"]), meta
 
 
 def load_checkpoint(out_dir, step: int | None = None, best: bool = False):
-    """`(config, params, tokenizer)` of the newest (or `step`, or best-by-val-loss) checkpoint under out_dir."""
+    """`(config, params, tokenizer)` of the newest (or `step`, or best-by-val-loss) checkpoint under out_dir.
+
+    Reads the params only (no optimizer state); a damaged newest step is skipped with a warning."""
     mc, params, tokenizer, _ = load_params(Path(out_dir), step=step, best=best)
     return mc, params, tokenizer
-
-
-def merge_params(loaded, fresh, source: str):
-    """`fresh` with every leaf taken from `loaded`; leaves only `fresh` has may be LoRA adapters (kept as
-    initialised); any other missing leaf or any shape difference is an error naming it."""
-    from .training import is_lora
-
-    flat_l = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(loaded)[0]}
-    fresh_keys = set()
-    problems = []
-
-    def pick(path, x):
-        k = jax.tree_util.keystr(path)
-        fresh_keys.add(k)
-        if k not in flat_l:
-            if not is_lora(path):
-                problems.append(f"{k} is missing from the checkpoint")
-            return x
-        if flat_l[k].shape != x.shape:
-            problems.append(f"{k} is {tuple(flat_l[k].shape)} in the checkpoint but {tuple(x.shape)} in the model")
-        return flat_l[k].astype(x.dtype)
-
-    merged = jax.tree_util.tree_map_with_path(pick, fresh)
-    problems += [f"{k} is in the checkpoint but not in the model" for k in flat_l if k not in fresh_keys]
-    if problems:
-        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise CheckpointError(f"the checkpoint in {source} does not fit this model: {'; '.join(problems[:3])}{more}")
-    return merged
-
-
-def config_of(meta: dict) -> tuple[cfg.GPTConfig, cfg.TrainConfig]:
-    return cfg.from_dict(meta["config"])
-
-
-def fields_differ(a, b) -> list[str]:
-    return [f.name for f in dataclasses.fields(a) if getattr(a, f.name) != getattr(b, f.name)]

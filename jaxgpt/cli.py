@@ -5,17 +5,18 @@ Bad input is one line on stderr and exit status 2; nothing on disk is touched be
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import signal
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import config as cfg
-from .data import DataError, cache_dir
-
-
-class UsageError(Exception):
-    """Raised by the parsers instead of exiting, so errors stay one line and tests stay in-process."""
+from .presets import PRESETS, get_preset
+from .data import CharTokenizer, cache_dir
+from .errors import JaxgptError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,12 +46,13 @@ def _fail(prog: str, message: str) -> int:
 
 def train_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="train.py", description="Train a character-level GPT on a text (default: Tiny Shakespeare).")
-    p.add_argument("--preset", help=f"one of: {', '.join(cfg.PRESETS)} (default baby)")
+    p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default baby)")
     p.add_argument("--data", help="a text file, an http(s) URL, hf:NAME[:CONFIG], or tinyshakespeare (default)")
     p.add_argument("--out-dir", type=Path, help="where the run's files go (default out/<preset>)")
     p.add_argument("--max-iters", type=int, help="stop after this many steps (the lr schedule is unchanged)")
     p.add_argument("--seed", type=int, help="root of every random key (default 1337)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any config field")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override config fields: --set n_layer=2 n_embd=64 (the flag may also repeat)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out-dir from its newest complete checkpoint (its config; only "
                         "--max-iters may change)")
@@ -65,76 +67,70 @@ def train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_train_args(argv: list[str]):
-    """argv -> (Run, args); raises UsageError / ConfigError / CheckpointError with a one-line message."""
-    from . import checkpoint as ckpt
-    from .data import CharTokenizer
-    from .loop import Run
-
+def parse_train_args(argv: list[str]) -> argparse.Namespace:
+    """argv -> the parsed flags, with `overrides` ({key: value} from --set, --max-iters and --seed). Pure: reads
+    no file and touches no device; raises UsageError / ConfigError with a one-line message."""
     args = train_parser().parse_args(argv)
-    from . import sharding  # before anything touches a device (reading a checkpoint's meta below does)
-    sharding.initialize(args.coordinator, args.num_processes, args.process_id)
-    overrides = list(args.set)
-    if args.max_iters is not None:
-        overrides.append(f"max_iters={args.max_iters}")
-    if args.seed is not None:
-        overrides.append(f"seed={args.seed}")
     if args.resume and args.init_from is not None:
         raise UsageError("--resume continues the run in --out-dir, --init-from starts a new one: give one of them")
+    if (args.resume or args.init_from is not None) and args.out_dir is None:
+        raise UsageError("--resume needs --out-dir DIR, the run to continue" if args.resume else
+                         "--init-from needs --out-dir DIR for the new run")
+    if args.init_from is not None and args.preset is not None:
+        raise UsageError(f"--preset {args.preset} and --init-from exclude each other: the model config comes "
+                         f"from {args.init_from} (change it with --set)")
+    flags = {"max_iters": args.max_iters, "seed": args.seed}
+    args.overrides = {**cfg.parse_sets(args.set), **{k: v for k, v in flags.items() if v is not None}}
+    return args
+
+
+def build_run(args: argparse.Namespace):
+    """The run the flags ask for, in one flow: a base config (the preset, or the checkpoint of --resume /
+    --init-from), then the overrides, then (on --resume) the check that only max_iters changed. Reads a
+    checkpoint's meta, so `jax.distributed` must have started first."""
+    from . import checkpoint as ckpt
+    from .rundir import Run
+
     if not (args.resume or args.init_from):
-        preset = cfg.get_preset(args.preset or "baby")
-        model, train = cfg.apply_overrides(preset.model, preset.train, overrides)
-        model.validate()
-        train.validate()
-        out_dir = args.out_dir or Path("out") / (args.preset or "baby")
-        return Run(model=model, train=train, out_dir=out_dir, data=args.data or "tinyshakespeare",
-                   preset=args.preset or "baby"), args
-
-    if args.resume and args.out_dir is None:
-        raise UsageError("--resume needs --out-dir DIR, the run to continue")
-    if args.init_from is not None and args.out_dir is None:
-        raise UsageError("--init-from needs --out-dir DIR for the new run")
-    source = args.out_dir if args.resume else args.init_from
-    meta = ckpt.latest_meta(source)
-    base_model, base_train = ckpt.config_of(meta)
-    model, train = cfg.apply_overrides(base_model, base_train, overrides)
-    model.validate()
-    train.validate()
-    common = dict(out_dir=args.out_dir, preset=meta.get("preset", ""), tokenizer=CharTokenizer(meta["tokenizer"]))
+        name = args.preset or "baby"
+        preset = get_preset(name)
+        model, train = cfg.apply_overrides(preset.model, preset.train, args.overrides)
+        return Run(model=model, train=train, out_dir=args.out_dir or Path("out") / name,
+                   data=args.data or "tinyshakespeare", preset=name)
+    meta = ckpt.latest_meta(args.out_dir if args.resume else args.init_from)
+    base = cfg.from_dict(meta["config"])
+    model, train = cfg.apply_overrides(*base, args.overrides)
+    common = dict(model=model, train=train, out_dir=args.out_dir, preset=meta.get("preset", ""),
+                  tokenizer=CharTokenizer(meta["tokenizer"]))
     if args.init_from is not None:
-        if args.preset is not None:
-            raise UsageError(f"--preset {args.preset} and --init-from exclude each other: the model config comes "
-                             f"from {args.init_from} (change it with --set)")
-        return Run(model=model, train=train, data=args.data or meta["data"], init_from=args.init_from,
-                   **common), args
-
+        return Run(data=args.data or meta["data"], init_from=args.init_from, **common)
     for flag, given, held in (("--preset", args.preset, meta.get("preset")), ("--data", args.data, meta["data"])):
         if given is not None and given != held:
             raise cfg.ConfigError(f"{flag} {given} conflicts with the checkpoint's {held!r}; on --resume the run's "
-                              f"config comes from {args.out_dir} and only --max-iters may change")
+                                  f"config comes from {args.out_dir} and only --max-iters may change")
     conflicts = [f"{k}={getattr(new, k)!r} (checkpoint: {getattr(old, k)!r})"
-                 for new, old in ((model, base_model), (train, base_train))
-                 for k in ckpt.fields_differ(new, old) if k != "max_iters"]
+                 for new, old in zip((model, train), base) for k in cfg.changed_fields(new, old) if k != "max_iters"]
     if conflicts:
         raise cfg.ConfigError(f"{', '.join(conflicts)} conflicts with the checkpoint in {args.out_dir}; on --resume "
                               f"only --max-iters may change")
-    return Run(model=model, train=train, data=meta["data"], resume=True, **common), args
+    return Run(data=meta["data"], resume=True, **common)
 
 
-def train_main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-    from .loop import Interrupted, RunError, train
-    from .sharding import ShardingError
+def train_main(argv: list[str] | None = None, on_event=None) -> int:
+    """`train.py`: 0 when the run finished, 2 for bad input, 128 + n for signal n; `on_event` goes to loop.train."""
+    from . import loop, sharding
 
     _quiet()
     argv = sys.argv[1:] if argv is None else argv
     try:
-        run, _ = parse_train_args(argv)
+        args = parse_train_args(argv)
+        sharding.initialize(args.coordinator, args.num_processes, args.process_id)  # before any device or Orbax
+        run = build_run(args)
         enable_compile_cache()
-        train(run)
-    except (UsageError, cfg.ConfigError, DataError, RunError, CheckpointError, ShardingError) as e:
+        loop.train(run, on_event=on_event)
+    except JaxgptError as e:
         return _fail("train.py", str(e))
-    except Interrupted as e:
+    except loop.Interrupted as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:  # before the loop installed its handlers, or a second Ctrl-C
@@ -191,39 +187,78 @@ def check_sample_args(args) -> None:
         raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
 
 
-def _sample(args, write) -> None:
+def _sample_ngram(args, write) -> None:
+    """sample.py on an n-gram out-dir: --prompt, --max-new-tokens, --num-samples, --temperature, --greedy, --seed."""
     import jax
-    import numpy as np
 
-    from . import sampling
-    from .checkpoint import load_params
+    from .ngram import FILE, NGramModel, rng_from_key
     from .training import make_keys
 
-    if (args.out_dir / "ngram.npz").is_file():  # a count model: no checkpoint, no network
-        from .ngram import sample_run
-        return sample_run(args, write)
+    unsupported = [f for f, v in (("--top-k", args.top_k), ("--top-p", args.top_p), ("--beams", args.beams),
+                                  ("--step", args.step), ("--best", args.best or None),
+                                  ("--attention-png", args.attention_png)) if v is not None]
+    if unsupported:
+        raise UsageError(f"{', '.join(unsupported)} not available for an n-gram model ({args.out_dir / FILE}); "
+                         f"it takes --prompt, --max-new-tokens, --num-samples, --temperature, --greedy, --seed")
+    model = NGramModel.load(args.out_dir / FILE)
+    tokenizer = CharTokenizer.from_json((args.out_dir / "tokenizer.json").read_text())
+    prompt = [int(t) for t in _encode_prompt(tokenizer, args.prompt)]
+    seed = cfg.from_dict(json.loads((args.out_dir / "config.json").read_text()))[1].seed
+    key = make_keys(seed if args.seed is None else args.seed)["sample"]
+    temperature = 0.0 if args.greedy else (args.temperature or 1.0)
+    for i in range(args.num_samples):
+        out = model.generate(prompt, args.max_new_tokens, rng_from_key(jax.random.fold_in(key, i)), temperature)
+        write(f"{'-' * 16} sample {i + 1}/{args.num_samples} {'-' * 16}\n" + tokenizer.decode(out) + "\n")
+
+
+def _encode_prompt(tokenizer: CharTokenizer, prompt: str) -> np.ndarray:
+    try:
+        return tokenizer.encode(prompt or "\n")
+    except ValueError as e:
+        raise UsageError(f"--prompt: {e}") from None
+
+
+def _attention_png(args, params, mc, tokenizer) -> str:
+    """--attention-png FILE: every layer's and head's attention over the prompt's last block_size characters."""
+    from .viz import attention_png, have_matplotlib
+
+    if not have_matplotlib():
+        raise UsageError("--attention-png needs matplotlib: pip install 'jaxgpt[viz]'")
+    png = args.attention_png
+    if not png.parent.is_dir():
+        raise UsageError(f"--attention-png {png}: folder {png.parent} does not exist")
+    if mc.model != "gpt" or mc.n_layer == 0:
+        raise UsageError(f"--attention-png: model {mc.model!r} with n_layer {mc.n_layer} has no attention to draw")
+    idx = np.asarray(_encode_prompt(tokenizer, args.prompt), np.int32)[-mc.block_size:]
+    attention_png(params, mc, tokenizer, idx, png)
+    return f"wrote {mc.n_layer} x {mc.n_head} attention maps of {len(idx)} characters to {png}\n"
+
+
+def _sample(args, write) -> None:
+    from . import sampling
+    from .checkpoint import load_params
+    from .ngram import FILE
+    from .training import make_keys
+
+    if (args.out_dir / FILE).is_file():  # a count model: no checkpoint, no network
+        return _sample_ngram(args, write)
     mc, params, tokenizer, meta = load_params(args.out_dir, step=args.step, best=args.best,
                                               log=lambda m: print(m, file=sys.stderr))
     if mc.lora_rank:  # fold the adapters into the kernels: the same logits, no adapter cost per token
         from .lora import merge_lora
         params, mc = merge_lora(params, mc)
     if args.attention_png is not None:
-        from .viz import attention_png
-        return write(attention_png(params, mc, tokenizer, args.prompt, args.attention_png))
+        return write(_attention_png(args, params, mc, tokenizer))
     if args.top_k is not None and not 1 <= args.top_k <= mc.vocab_size:
         raise UsageError(f"--top-k {args.top_k} must be in 1..{mc.vocab_size} (the vocabulary size)")
-    try:
-        prompt = tokenizer.encode(args.prompt or "\n")
-    except ValueError as e:
-        raise UsageError(f"--prompt: {e}") from None
-    prompt = np.asarray(prompt, np.int32)[None, :]  # (1, T)
+    prompt = np.asarray(_encode_prompt(tokenizer, args.prompt), np.int32)[None, :]  # (1, T)
     seed = cfg.from_dict(meta["config"])[1].seed if args.seed is None else args.seed
     key = make_keys(seed)["sample"]
     kw = dict(temperature=0.0 if args.greedy else (args.temperature or 1.0), top_k=args.top_k, top_p=args.top_p)
     rule = lambda title: f"{'-' * 16} {title} {'-' * 16}\n"
 
     if args.beams is not None:
-        seqs, logprobs = sampling.beam_search(params, mc, prompt, args.max_new_tokens, args.beams)
+        seqs, logprobs = sampling.beam_search(params, mc, prompt, args.max_new_tokens, beam_width=args.beams)
         for i in range(args.beams):
             write(rule(f"beam {i + 1}/{args.beams}, log-prob {float(logprobs[i]):.3f}")
                   + tokenizer.decode(seqs[i]) + "\n")
@@ -246,8 +281,7 @@ def _sample(args, write) -> None:
 
 
 def sample_main(argv: list[str] | None = None) -> int:
-    from .checkpoint import CheckpointError
-
+    """`sample.py`: 0 when the samples were written, 2 for bad input."""
     _quiet()
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -261,6 +295,6 @@ def sample_main(argv: list[str] | None = None) -> int:
             _sample(args, parts.append)
             args.out.write_text("".join(parts), encoding="utf-8")
             print(f"wrote {args.num_samples if args.beams is None else args.beams} sample(s) to {args.out}")
-    except (UsageError, cfg.ConfigError, CheckpointError) as e:
+    except JaxgptError as e:
         return _fail("sample.py", str(e))
     return 0

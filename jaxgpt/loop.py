@@ -8,14 +8,11 @@ restored from a checkpoint continues bit for bit (docs/checkpoints.md).
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -24,18 +21,18 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import config as cfg
-from . import flops, sharding
-from .data import CharTokenizer, load_text, split
-from .model import count_params, init_params
+from . import flops, ngram, sharding
+from .data import CharTokenizer
+from .errors import RunError
 from .lora import count_trainable
+from .model import init_params
+from .params import count_params, merge_params, mismatch_error, mismatches
+from .rundir import MetricsLog, Run, check_out_dir, prepare, write_run_files
 from .sampling import generate
-from .training import create_state, estimate_loss, evaluate_full, make_keys, train_steps
+from .training import create_state, estimate_loss, evaluate_full, make_keys, train_steps_jit
+from .viz import save_loss_png
 
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints")
-
-
-class RunError(ValueError):
-    """An out-dir or run request that cannot be honoured without losing work."""
+OnEvent = Callable[..., None]  # on_event(name, **details); "progress" carries step = the steps whose metrics are read
 
 
 class Interrupted(Exception):
@@ -46,102 +43,52 @@ class Interrupted(Exception):
         self.signum = signum
 
 
-@dataclass
-class Run:
-    """What a run needs besides the configs: where its data and files are, and where it starts from."""
-    model: cfg.GPTConfig
-    train: cfg.TrainConfig
-    out_dir: Path
-    data: str = "tinyshakespeare"
-    preset: str = ""
-    resume: bool = False                      # continue the checkpoints in out_dir (configs are theirs)
-    init_from: Path | None = None             # a new run from the params of this out-dir's latest checkpoint
-    tokenizer: CharTokenizer | None = None    # the checkpoint's vocabulary when resuming or initialising from one
+class Progress:
+    """The progress bar and the throughput window. `after_call` reads the metrics of the call before the one just
+    dispatched (ready by then, so the host never waits on the device), updates the bar and reports the steps read
+    as a "progress" event; `drain` reads the last one before an evaluation or a checkpoint."""
 
+    def __init__(self, mc, tc, step: int, main: bool, on_event: OnEvent, flops_per_token: float,
+                 peak: float | None, n_devices: int, t_start: float):
+        self.tokens_per_step, self.on_event, self.main = tc.batch_size * mc.block_size, on_event, main
+        self.mfu = partial(flops.mfu, flops_per_token=flops_per_token, n_devices=n_devices, peak=peak)
+        self.bar = tqdm(total=tc.max_iters, initial=step, unit="step", dynamic_ncols=True, mininterval=0.5,
+                        disable=not main)
+        self.t_start, self.t_window = t_start, time.perf_counter()
+        self.steps_window, self.pending = 0, None
 
-def check_out_dir(out_dir: Path) -> None:
-    steps = ckpt.has_checkpoints(out_dir)
-    if steps:
-        raise RunError(f"out-dir {out_dir} already holds checkpoints (latest step {steps[-1]}); add --resume to "
-                       f"continue that run, or choose another --out-dir (nothing was touched)")
-    held = [name for name in RUN_FILES if (out_dir / name).exists()]
-    if held:
-        raise RunError(f"out-dir {out_dir} already holds a run ({', '.join(held)}) with no checkpoint to resume; "
-                       f"choose another --out-dir (nothing was overwritten)")
+    def after_call(self, metrics: dict, n: int) -> None:
+        self.drain()
+        self.pending = (metrics, n)
+        self.steps_window += n
 
+    def drain(self) -> None:
+        if self.pending is None:
+            return
+        (metrics, n), self.pending = self.pending, None
+        loss = float(metrics["loss"][-1])  # waits for that call to finish, so the rate below is true
+        self.bar.update(n)
+        self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{self._rate(self.steps_window):,.0f}", refresh=False)
+        self.on_event("progress", step=self.bar.n)
 
-def prepare(run: Run) -> tuple[Run, CharTokenizer, np.ndarray, np.ndarray]:
-    """Load and tokenize the text, size the vocabulary, and split; raises DataError/ConfigError/RunError."""
-    text = load_text(run.data)
-    tokenizer = run.tokenizer or CharTokenizer.from_text(text)
-    if run.resume and CharTokenizer.from_text(text).chars != tokenizer.chars:
-        raise RunError(f"data {run.data!r} has a different vocabulary from the checkpoint's; resume it with the "
-                       f"data it was trained on")
-    try:
-        tokens = tokenizer.encode(text)
-    except ValueError as e:
-        raise RunError(f"data {run.data!r} does not fit the checkpoint's vocabulary: {e}") from None
-    model = replace(run.model, vocab_size=tokenizer.vocab_size).validate()
-    train, val = split(tokens, model.block_size)
-    return replace(run, model=model), tokenizer, train, val
+    def _rate(self, steps: int) -> float:
+        return steps * self.tokens_per_step / max(time.perf_counter() - self.t_window, 1e-9)
 
+    def timing(self) -> dict:
+        """Throughput since the last call (compilation included in the first window), then a new window."""
+        rate = round(self._rate(self.steps_window), 1)
+        utilisation = self.mfu(rate)
+        out = {"tokens_per_s": rate, "elapsed_s": round(time.perf_counter() - self.t_start, 2),
+               "mfu": None if utilisation is None else round(utilisation, 4)}  # null: peak unknown
+        self.t_window, self.steps_window = time.perf_counter(), 0
+        return out
 
-def write_run_files(run: Run, tokenizer: CharTokenizer) -> None:
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {**cfg.to_dict(run.model, run.train), "preset": run.preset, "data": run.data}
-    (run.out_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    (run.out_dir / "tokenizer.json").write_text(tokenizer.to_json() + "\n")
+    def write(self, text: str) -> None:
+        if self.main:  # tqdm.write prints even when the bar is disabled
+            self.bar.write(text)
 
-
-def _chunks(step: int, tc: cfg.TrainConfig):
-    """Sizes of the compiled calls up to the next evaluation, checkpoint or the end. The scan length does not
-    change the numbers (tests/test_checkpoint.py); cutting at checkpoints puts every save between two calls."""
-    after = lambda every: (step // every + 1) * every
-    stop = min(after(tc.eval_interval), after(tc.ckpt_interval), tc.max_iters)
-    while step < stop:
-        n = min(tc.steps_per_call, stop - step)
-        yield n
-        step += n
-
-
-def make_state(run: Run, log=print, mesh=None):
-    """The one place a run's TrainState comes from: fresh, restored from out_dir (--resume; the newest complete
-    step, into an abstract target), or fresh with params from another run (--init-from). Returns (state, meta of
-    the restored step or None). Writes nothing except moving unreadable newer steps aside on resume."""
-    mc, tc = run.model, run.train
-    mesh = sharding.make_mesh(tc.sharding) if mesh is None else mesh
-    if run.resume:  # restored straight into this run's shardings, whatever devices wrote the checkpoint
-        target = ckpt.abstract_state(mc, tc)
-        target = sharding.with_shardings(target, sharding.state_shardings(target, mesh))
-        with ckpt.manager(run.out_dir, read_only=True) as mgr:
-            state, meta, skipped = ckpt.restore_latest(mgr, target, log)
-        ckpt.set_aside(run.out_dir, skipped, log)
-        return state, meta
-    params = None
-    if run.init_from is not None:
-        _, loaded, _, meta = ckpt.load_params(run.init_from, log=log)
-        ckpt.merge_params(loaded, ckpt.abstract_params(mc), str(run.init_from))  # shapes first: no compile to refuse
-        fresh = jax.jit(init_params, static_argnums=0)(mc, make_keys(tc.seed)["init"])  # eager: an op-by-op compile
-        params = ckpt.merge_params(loaded, fresh, str(run.init_from))
-        log(f"initialised from {run.init_from} step {meta['step']}")
-    return sharding.init_sharded(partial(create_state, mc, tc), mesh, params)[0], None
-
-
-def _keep_metrics(path: Path, step: int, write: bool = True) -> set[int]:
-    """Drop records after `step` (the resumed run writes them again) and any line a kill cut short."""
-    kept = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("step", step + 1) <= step:
-            kept.append(rec)
-    if write:  # process 0 only; the others need just the set of steps
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, path)
-    return {r["step"] for r in kept}
+    def close(self) -> None:
+        self.bar.close()
 
 
 class _Signals:
@@ -163,12 +110,58 @@ class _Signals:
             signal.signal(s, handler)
 
 
-def train(run: Run, log=print) -> dict:
+def chunk_sizes(step: int, tc: cfg.TrainConfig):
+    """Sizes of the compiled calls from `step` to max_iters, cut at every evaluation and checkpoint. The scan
+    length does not change the numbers (tests/test_checkpoint.py); cutting at checkpoints puts every save between
+    two calls."""
+    after = lambda every: (step // every + 1) * every
+    while step < tc.max_iters:
+        n = min(tc.steps_per_call, min(after(tc.eval_interval), after(tc.ckpt_interval), tc.max_iters) - step)
+        yield n
+        step += n
+
+
+def evaluate(params, splits: dict, val_np: np.ndarray, key, step: int, mc, tc, mesh) -> dict:
+    """The record of an evaluation at `step`: the lecture's estimate_loss on both splits and, at max_iters, the
+    whole validation split once (`val_loss_full`)."""
+    with sharding.mesh_context(mesh):  # eval batches split over the devices too
+        losses = estimate_loss(params, splits, jax.random.fold_in(key, step), mc, tc)
+    record = {"step": step, "train_loss": round(float(losses["train"]), 5), "val_loss": round(float(losses["val"]), 5)}
+    if step == tc.max_iters:
+        record["val_loss_full"] = round(evaluate_full(params, val_np, mc), 5)
+    return record
+
+
+def make_state(run: Run, log=print, mesh=None):
+    """The one place a run's TrainState comes from: fresh, restored from out_dir (--resume; the newest complete
+    step, into an abstract target), or fresh with params from another run (--init-from). Returns (state, meta of
+    the restored step or None). Writes nothing except moving unreadable newer steps aside on resume."""
+    mc, tc = run.model, run.train
+    mesh = sharding.make_mesh(tc.sharding) if mesh is None else mesh
+    if run.resume:  # restored straight into this run's shardings, whatever devices wrote the checkpoint
+        target = ckpt.abstract_state(mc, tc)
+        target = sharding.with_shardings(target, sharding.state_shardings(target, mesh))
+        with ckpt.manager(run.out_dir, read_only=True) as mgr:
+            state, meta, skipped = ckpt.restore_latest(mgr, target, log)
+        ckpt.set_aside(run.out_dir, skipped, log)
+        return state, meta
+    params = None
+    if run.init_from is not None:
+        _, loaded, _, meta = ckpt.load_params(run.init_from, log=log)
+        problems = mismatches(ckpt.abstract_params(mc), loaded, lambda key: "lora_" in key)
+        if problems:  # before compiling the fresh init, which only the adapters need
+            raise mismatch_error(f"the checkpoint in {run.init_from}", problems)
+        params = merge_params(loaded, init_params(mc, make_keys(tc.seed)["init"]), str(run.init_from))
+        log(f"initialised from {run.init_from} step {meta['step']}")
+    return sharding.init_sharded(partial(create_state, mc, tc), mesh, params)[0], None
+
+
+def train(run: Run, log=print, on_event: OnEvent | None = None) -> dict:
     """Train `run` (from scratch, resumed, or initialised from another run); returns the last metrics record.
-    Raises Interrupted after saving if SIGINT/SIGTERM arrives."""
-    if run.model.model == "ngram":  # trained by counting, no gradient steps
-        from . import ngram
-        return ngram.train(run, log)
+    `on_event(name, **details)` is told of progress (see `Progress`). Raises Interrupted after saving if
+    SIGINT/SIGTERM arrives."""
+    if isinstance(run.model, cfg.NGramConfig):  # trained by counting, no gradient steps
+        return train_ngram(run, log)
     run, tokenizer, train_np, val_np = prepare(run)
     if not run.resume:
         check_out_dir(run.out_dir)
@@ -182,98 +175,123 @@ def train(run: Run, log=print) -> dict:
 
     t_start = time.perf_counter()
     state, restored = make_state(run, log, mesh)
-    shardings = jax.tree.map(lambda x: x.sharding, state)
-    step_fn = sharding.jit_step(train_steps, mesh, shardings, static_argnums=(2, 3, 4))
     step = int(state.step)
-    if restored is not None and step >= tc.max_iters:
-        raise RunError(f"the run in {run.out_dir} already reached step {step} (max_iters {tc.max_iters}); "
-                       f"pass a larger --max-iters to train further")
-    if restored is not None and restored.get("data_sha256") != data_sha:
-        log(f"warning: data {run.data!r} differs from the data step {step} was trained on; "
-            f"the resumed run will not match an uninterrupted one")
+    _check_restored(run, restored, step, data_sha, log)
     with ckpt.manager(run.out_dir, tc.keep_checkpoints) as mgr, _Signals() as signals:
         if main:
             write_run_files(run, tokenizer)
-        metrics_path = run.out_dir / "metrics.jsonl"
-        logged = _keep_metrics(metrics_path, step, write=main) if restored is not None else set()
-        log(cfg.to_json(mc, tc))
-        n_params = count_params(state.params)
-        trainable = count_trainable(state.params, mc)
-        log(f"preset {run.preset or '(custom)'}: {n_params:,} parameters ({trainable:,} trainable), "
-            f"vocab {mc.vocab_size}, {len(train_np):,} train / {len(val_np):,} val tokens; "
-            f"{sharding.describe(mesh, shardings)}"
-            + (f"; resumed at step {step}" if restored is not None else ""))
-        splits = {"train": sharding.put_replicated(train_np, mesh), "val": sharding.put_replicated(val_np, mesh)}
-        eval_key = make_keys(tc.seed)["eval"]
-        tokens_per_step = tc.batch_size * mc.block_size
-        flops_per_token, peak = flops.flops_per_token(mc, state.params), flops.device_peak_flops()
-        log(flops.describe(flops_per_token, peak, mesh.size))
-
+        metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", None if restored is None else step, main)
+        progress = _announce(run, state, mesh, train_np, val_np, restored, log, on_event, t_start)
+        evaluations = Evaluations(run, mesh, train_np, val_np, metrics_log, progress)
         record = {}
-        t_window, steps_window = time.perf_counter(), 0
-        bar = tqdm(total=tc.max_iters, initial=step, unit="step", dynamic_ncols=True, mininterval=0.5,
-                   disable=not main)
-        with (metrics_path.open("a") if main else open(os.devnull, "w")) as mfile:
-            def evaluate():
-                nonlocal t_window, steps_window, record
-                with sharding.mesh_context(mesh):  # eval batches split over the devices too
-                    losses = estimate_loss(state.params, splits, jax.random.fold_in(eval_key, step), mc, tc)
-                now = time.perf_counter()
-                record = {"step": step, "train_loss": round(float(losses["train"]), 5),
-                          "val_loss": round(float(losses["val"]), 5),
-                          "tokens_per_s": round(steps_window * tokens_per_step / max(now - t_window, 1e-9), 1),
-                          "elapsed_s": round(now - t_start, 2)}
-                utilisation = flops.mfu(record["tokens_per_s"], flops_per_token, mesh.size, peak)
-                record["mfu"] = None if utilisation is None else round(utilisation, 4)  # null: peak unknown
-                if step == tc.max_iters:
-                    record["val_loss_full"] = round(evaluate_full(state.params, val_np, mc), 5)
-                mfile.write(json.dumps(record) + "\n")
-                mfile.flush()  # before the checkpoint of this step: a checkpoint never runs ahead of its metrics
-                if main:  # tqdm.write prints even when the bar is disabled
-                    bar.write(f"step {step}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}"
-                              + (f", val loss (full pass) {record['val_loss_full']:.4f}"
-                                 if "val_loss_full" in record else ""))
-                t_window, steps_window = time.perf_counter(), 0
-                return record["val_loss"]
-
-            if restored is None:  # step 0: a checkpoint exists from the start, so any kill is resumable
-                ckpt.save(mgr, state, meta, evaluate())
-            elif step % tc.eval_interval == 0 and step not in logged:
-                evaluate()
-            pending = None
-            while step < tc.max_iters and signals.signum is None:
-                for n in _chunks(step, tc):
-                    state, metrics = step_fn(state, splits["train"], mc, tc, n)
-                    if pending is not None:  # the previous call's metrics: ready by now, no stall
-                        _progress(bar, pending, steps_window, tokens_per_step, t_window)
-                    pending, step, steps_window = (metrics, n), step + n, steps_window + n
-                    if signals.signum is not None:
-                        break
-                _progress(bar, pending, steps_window, tokens_per_step, t_window)
-                pending = None
-                val_loss = evaluate() if step % tc.eval_interval == 0 or step == tc.max_iters else None
-                if step % tc.ckpt_interval == 0 or step == tc.max_iters or signals.signum is not None:
-                    ckpt.save(mgr, state, meta, val_loss)  # asynchronous: training goes on while it is written
-            bar.close()
+        if restored is None:  # step 0: a checkpoint exists from the start, so any kill is resumable
+            record = evaluations(state.params, 0)
+            ckpt.save(mgr, state, meta, record["val_loss"])
+        elif step % tc.eval_interval == 0 and step not in metrics_log.steps:
+            record = evaluations(state.params, step)
+        for n in chunk_sizes(step, tc):
+            state, metrics = train_steps_jit(state, evaluations.splits["train"], mc, tc, n)
+            progress.after_call(metrics, n)
+            step += n
+            evaluating = step % tc.eval_interval == 0 or step == tc.max_iters
+            if evaluating or step % tc.ckpt_interval == 0 or signals.signum is not None:
+                progress.drain()
+                record = evaluations(state.params, step) if evaluating else record
+                ckpt.save(mgr, state, meta, record["val_loss"] if evaluating else None)  # asynchronous
+            if signals.signum is not None:
+                break
+        progress.close()
+        metrics_log.close()
         mgr.wait_until_finished()
-
-    if signals.signum is not None and step < tc.max_iters:
-        name = signal.Signals(signals.signum).name
-        raise Interrupted(signals.signum, f"{name} at step {step}: checkpoint saved in {run.out_dir / ckpt.CKPT_DIR}; "
-                                          f"resume with: python train.py --out-dir {run.out_dir} --resume")
-    from .viz import save_loss_png
-    if main:
-        save_loss_png(run.out_dir)  # loss.png when matplotlib (the optional viz extra) is installed
-    if tc.sample_chars and signals.signum is None:
-        newline = tokenizer.stoi.get("\n", 0)
-        out = generate(state.params, mc, jnp.array([[newline]]), tc.sample_chars, make_keys(tc.seed)["sample"])
-        log("-" * 40 + "\n" + tokenizer.decode(sharding.fetch(out)[0, 1:]) + "\n" + "-" * 40)
+    _finish(run, state, tokenizer, step, signals.signum, main, log)
     return record
 
 
-def _progress(bar, pending, steps_window, tokens_per_step, t_window):
-    metrics, n = pending
-    loss = float(metrics["loss"][-1])  # waits for that call to finish, so the rate below is true
-    rate = steps_window * tokens_per_step / max(time.perf_counter() - t_window, 1e-9)
-    bar.update(n)
-    bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{rate:,.0f}", refresh=False)
+class Evaluations:
+    """A run's evaluations: each record is `evaluate`'s plus the throughput since the last one; it goes into the
+    metrics log and is printed. Holds the token arrays on the devices (the train split is what steps sample)."""
+
+    def __init__(self, run: Run, mesh, train_np, val_np, metrics_log: MetricsLog, progress: Progress):
+        self.run, self.mesh, self.val_np, self.metrics_log, self.progress = run, mesh, val_np, metrics_log, progress
+        self.splits = {"train": sharding.put_replicated(train_np, mesh), "val": sharding.put_replicated(val_np, mesh)}
+        self.key = make_keys(run.train.seed)["eval"]
+
+    def __call__(self, params, step: int) -> dict:
+        record = {**evaluate(params, self.splits, self.val_np, self.key, step, self.run.model, self.run.train,
+                             self.mesh), **self.progress.timing()}
+        self.metrics_log.write(record)
+        full = f", val loss (full pass) {record['val_loss_full']:.4f}" if "val_loss_full" in record else ""
+        self.progress.write(f"step {step}: train loss {record['train_loss']:.4f}, "
+                            f"val loss {record['val_loss']:.4f}{full}")
+        return record
+
+
+def _check_restored(run: Run, restored: dict | None, step: int, data_sha: str, log) -> None:
+    if restored is None:
+        return
+    if step >= run.train.max_iters:
+        raise RunError(f"the run in {run.out_dir} already reached step {step} (max_iters {run.train.max_iters}); "
+                       f"pass a larger --max-iters to train further")
+    if restored.get("data_sha256") != data_sha:
+        log(f"warning: data {run.data!r} differs from the data step {step} was trained on; "
+            f"the resumed run will not match an uninterrupted one")
+
+
+def _announce(run: Run, state, mesh, train_np, val_np, restored, log, on_event: OnEvent | None,
+              t_start: float) -> Progress:
+    """Print the effective config and what is being trained on what; returns the run's Progress."""
+    mc, tc = run.model, run.train
+    shardings = jax.tree.map(lambda x: x.sharding, state)
+    log(cfg.to_json(mc, tc))
+    log(f"preset {run.preset or '(custom)'}: {count_params(state.params):,} parameters "
+        f"({count_trainable(state.params, mc):,} trainable), vocab {mc.vocab_size}, {len(train_np):,} train / "
+        f"{len(val_np):,} val tokens; {sharding.describe(mesh, shardings)}"
+        + (f"; resumed at step {int(state.step)}" if restored is not None else ""))
+    flops_per_token, peak = flops.flops_per_token(mc, state.params), flops.device_peak_flops()
+    log(flops.describe(flops_per_token, peak, mesh.size))
+    return Progress(mc, tc, int(state.step), sharding.is_main_process(), on_event or (lambda *a, **k: None),
+                    flops_per_token, peak, mesh.size, t_start)
+
+
+def _finish(run: Run, state, tokenizer: CharTokenizer, step: int, signum: int | None, main: bool, log) -> None:
+    """After the last checkpoint: the signal's exit, or loss.png and the closing sample."""
+    mc, tc = run.model, run.train
+    if signum is not None and step < tc.max_iters:
+        name = signal.Signals(signum).name
+        raise Interrupted(signum, f"{name} at step {step}: checkpoint saved in {run.out_dir / ckpt.CKPT_DIR}; "
+                                  f"resume with: python train.py --out-dir {run.out_dir} --resume")
+    if main:
+        save_loss_png(run.out_dir)  # loss.png when matplotlib (the optional viz extra) is installed
+    if tc.sample_chars and signum is None:
+        newline = tokenizer.stoi.get("\n", 0)
+        out = generate(state.params, mc, jnp.array([[newline]]), tc.sample_chars, make_keys(tc.seed)["sample"])
+        log("-" * 40 + "\n" + tokenizer.decode(sharding.fetch(out)[0, 1:]) + "\n" + "-" * 40)
+
+
+def train_ngram(run: Run, log=print) -> dict:
+    """`train.py --preset ngram`: count, write config/tokenizer/ngram.npz/metrics.jsonl, print a sample."""
+    run, tokenizer, train_np, val_np = prepare(run)
+    check_out_dir(run.out_dir)
+    mc: cfg.NGramConfig = run.model
+    ngram.NGramModel.check_order(mc.n, mc.vocab_size)
+    t_start = time.perf_counter()
+    model = ngram.NGramModel.fit(train_np, mc.vocab_size, mc.n, mc.smoothing, mc.alpha)
+    count_s = time.perf_counter() - t_start
+    write_run_files(run, tokenizer)
+    model.save(run.out_dir / ngram.FILE)
+    n_entries = sum(len(keys) for keys, _ in model.tables)
+    log(f"{mc.n}-gram ({mc.smoothing}{f', alpha {mc.alpha}' if mc.smoothing == 'add_alpha' else ''}): "
+        f"{n_entries:,} stored counts from {len(train_np):,} train tokens in {count_s:.2f} s")
+    val = round(model.cross_entropy(val_np), 5)
+    record = {"step": 0, "train_loss": round(model.cross_entropy(train_np), 5), "val_loss": val,
+              "tokens_per_s": round(len(train_np) / max(count_s, 1e-9), 1),
+              "elapsed_s": round(time.perf_counter() - t_start, 2), "val_loss_full": val}
+    metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", None, True)
+    metrics_log.write(record)
+    metrics_log.close()
+    log(f"train loss {record['train_loss']:.4f}, val loss (full pass) {val:.4f}")
+    if run.train.sample_chars:
+        rng = ngram.rng_from_key(make_keys(run.train.seed)["sample"])
+        out = model.generate([tokenizer.stoi.get("\n", 0)], run.train.sample_chars, rng)
+        log("-" * 40 + "\n" + tokenizer.decode(out[1:]) + "\n" + "-" * 40)
+    return record

@@ -21,6 +21,7 @@ from conftest import REPO
 from jaxgpt import checkpoint as ckpt
 from jaxgpt import loop
 from jaxgpt.cli import train_main
+from jaxgpt.config import from_dict
 
 STEPS = 32
 TINY_SETS = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, dropout=0.1, eval_iters=2,
@@ -84,31 +85,28 @@ def test_resume_is_exact(text, straight, tmp_path):
     assert [r["step"] for r in metrics(out)] == [r["step"] for r in metrics(straight)]
 
 
-def test_signals_save_and_resume_exactly(text, straight, tmp_path, monkeypatch, capsys):
+def test_signals_save_and_resume_exactly(text, straight, tmp_path, capsys):
     """SIGTERM then SIGINT arrive mid-interval (not on a checkpoint step); each saves that step and exits 128+n."""
     out = tmp_path / "run"
-    real = loop._progress
 
     def signal_at(steps_done, signum):
-        """Send `signum` once the loop has read the metrics of `steps_done` steps (after dispatching the next call)."""
+        """An on_event that sends `signum` once the loop has read the metrics of `steps_done` steps (after
+        dispatching the next call)."""
         sent = []
 
-        def progress(bar, *args):
-            real(bar, *args)
-            if bar.n >= steps_done and not sent:
+        def on_event(name, step=None, **_):
+            if name == "progress" and step >= steps_done and not sent:
                 sent.append(os.kill(os.getpid(), signum))
-        monkeypatch.setattr(loop, "_progress", progress)
+        return on_event
 
-    signal_at(4, signal.SIGTERM)  # calls of 2 steps: metrics of 2..4 are read once the call to 6 is running
-    assert train_main(tiny_args(text, out)) == 128 + signal.SIGTERM
+    # calls of 2 steps: metrics of 2..4 are read once the call to 6 is running
+    assert train_main(tiny_args(text, out), on_event=signal_at(4, signal.SIGTERM)) == 128 + signal.SIGTERM
     err = capsys.readouterr().err
     assert "SIGTERM at step 6" in err and f"--out-dir {out} --resume" in err
     assert ckpt.has_checkpoints(out)[-1] == 6
-    signal_at(12, signal.SIGINT)
-    assert train_main(["--out-dir", str(out), "--resume"]) == 128 + signal.SIGINT
+    assert train_main(["--out-dir", str(out), "--resume"], on_event=signal_at(12, signal.SIGINT)) == 128 + signal.SIGINT
     assert "SIGINT at step 14" in capsys.readouterr().err
     assert ckpt.has_checkpoints(out)[-1] == 14
-    monkeypatch.setattr(loop, "_progress", real)
     assert train_main(["--out-dir", str(out), "--resume"]) == 0
     assert_same_run(out, straight)
 
@@ -197,7 +195,7 @@ def test_other_shape_is_refused(text, straight, tmp_path, capsys):
     assert err.count("\n") == 1 and "(1, 32) in the checkpoint but (1, 64) in the model" in err, err
     assert not (tmp_path / "new").exists()
     meta = ckpt.latest_meta(straight)
-    mc, tc = ckpt.config_of(meta)
+    mc, tc = from_dict(meta["config"])
     from dataclasses import replace
     other = replace(mc, n_layer=2)
     with ckpt.manager(straight, read_only=True) as mgr:
@@ -225,8 +223,8 @@ def test_init_from_with_lora_adds_adapters_only(straight, text):
     """--set lora_rank=4: every base leaf comes from the checkpoint; the adapters are fresh (B = 0, so the model
     starts equal to the base). That only adapters then train is make_optimizer's (tests/test_lora.py)."""
     from dataclasses import replace
-    from jaxgpt.cli import parse_train_args
-    run, _ = parse_train_args(["--init-from", str(straight), "--out-dir", "unused", "--set", "lora_rank=4"])
+    from jaxgpt.cli import build_run, parse_train_args
+    run = build_run(parse_train_args(["--init-from", str(straight), "--out-dir", "unused", "--set", "lora_rank=4"]))
     run = replace(run, model=replace(run.model, vocab_size=58))
     state, _ = loop.make_state(run)
     flat = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_leaves_with_path(state.params)}

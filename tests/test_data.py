@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxgpt.data import CharTokenizer, DataError, eval_windows, load_text, sample_batch, split
+from jaxgpt.data import CharTokenizer, DataError, eval_windows, load_text, sample_batch, train_val_split
 
 
 def test_tokenizer_round_trip_and_json():
@@ -90,15 +90,15 @@ def test_hf_loader_reads_a_local_dataset_folder(tmp_path, monkeypatch):
 
 def test_split_is_90_10_and_rejects_short_texts():
     tokens = np.arange(1000, dtype=np.uint16)
-    train, val = split(tokens, block_size=8)
+    train, val = train_val_split(tokens, block_size=8)
     assert len(train) == 900 and len(val) == 100 and val[0] == 900
     with pytest.raises(DataError, match="val split has 10 tokens"):
-        split(np.arange(100), block_size=16)
+        train_val_split(np.arange(100), block_size=16)
 
 
 def test_sample_batch_targets_are_inputs_shifted(tiny):
     data = jax.numpy.arange(200, dtype=jax.numpy.uint8)
-    x, y = sample_batch(data, jax.random.PRNGKey(3), 4, tiny.block_size)
+    x, y = sample_batch(data, jax.random.PRNGKey(3), batch_size=4, block_size=tiny.block_size)
     assert x.shape == y.shape == (4, tiny.block_size) and x.dtype == jax.numpy.int32
     np.testing.assert_array_equal(np.asarray(x[:, 1:]), np.asarray(y[:, :-1]))
     np.testing.assert_array_equal(np.asarray(y - x), 1)

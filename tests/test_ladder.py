@@ -5,8 +5,8 @@ from dataclasses import asdict, replace
 import jax
 
 from conftest import REPO
-from jaxgpt.config import LADDER, PRESETS
-from jaxgpt.model import count_params, init_params
+from jaxgpt.presets import LADDER, PRESETS
+from jaxgpt import count_params, init_params
 
 
 def _params(name):

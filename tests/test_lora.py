@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY, TINY_TRAIN, tiny_with
-from jaxgpt import lora
 from jaxgpt.lora import add_adapters, count_frozen, count_trainable, merge_lora, strip_adapters
-from jaxgpt.model import build_model, count_params, init_params
-from jaxgpt.training import create_state, is_lora, train_steps_jit
+from jaxgpt import build_model, count_params, create_state, init_params, train_steps_jit
+from jaxgpt.params import is_lora
 
 RANK = 2
 LORA = tiny_with(lora_rank=RANK, lora_alpha=4.0)
@@ -32,11 +31,11 @@ def _expected_adapter_params(c):
 @pytest.fixture(scope="module")
 def trained():
     """Base params of a plain TINY model, fresh adapters on them, then 10 LoRA steps on random tokens."""
-    base = strip_adapters(lora._init(LORA, jax.random.PRNGKey(1)))  # the init add_adapters compiles anyway
+    base = strip_adapters(init_params(LORA, jax.random.PRNGKey(1)))  # the init add_adapters compiles anyway
     params = add_adapters(base, LORA, jax.random.PRNGKey(2))
     data = jax.random.randint(jax.random.PRNGKey(3), (400,), 0, TINY.vocab_size).astype(jnp.uint8)
     tc = replace(TINY_TRAIN, learning_rate=1e-2)
-    state = create_state(LORA, tc, params=jax.tree.map(jnp.copy, params))
+    state = create_state(LORA, tc, params=params)  # copies: params stays valid after the donating step
     state, _ = train_steps_jit(state, data, LORA, tc, 10)
     return base, params, state.params
 

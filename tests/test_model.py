@@ -101,4 +101,4 @@ def test_parameter_layout_is_the_same_scanned_or_not():
 ])
 def test_invalid_configs_name_their_values(kw, message):
     with pytest.raises(ConfigError, match=message):
-        GPTConfig(**kw).validate()
+        GPTConfig(**kw)

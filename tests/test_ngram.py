@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxgpt.cli import sample_main, train_main
-from jaxgpt.data import CharTokenizer, load_text, split
+from jaxgpt.data import CharTokenizer, load_text, train_val_split
 from jaxgpt.ngram import FILE, NGramModel, gram_ids
 
 SMOOTHINGS = ("add_alpha", "kneser_ney")
@@ -62,7 +62,7 @@ def test_tiny_shakespeare_reference_losses():
     """The issue's reference (90/10 split): add-alpha bigram 2.48, 5-gram 1.757 at alpha 0.05; KN must beat both."""
     text = load_text("tinyshakespeare")
     tok = CharTokenizer.from_text(text)
-    train, val = split(tok.encode(text), 8)
+    train, val = train_val_split(tok.encode(text), 8)
     losses = {(n, s): NGramModel.fit(train, tok.vocab_size, n, s, 0.05).cross_entropy(val)
               for n, s in ((2, "add_alpha"), (5, "add_alpha"), (5, "kneser_ney"))}
     assert losses[2, "add_alpha"] == pytest.approx(2.48, abs=0.01)

@@ -135,7 +135,7 @@ def test_pick_token_keeps_only_the_allowed_tokens():
 
 def test_beam_width_one_is_greedy_past_block_size():
     prompt = np.zeros((1, 1), np.int32)
-    seqs, logprobs = beam_search(params_for(TINY), TINY, prompt, 500, 1)
+    seqs, logprobs = beam_search(params_for(TINY), TINY, prompt, 500, beam_width=1)
     greedy = generate(params_for(TINY), TINY, np.repeat(prompt, 2, 0), 500, jax.random.PRNGKey(0),
                       temperature=0.0)[:1]  # rows of a greedy batch are alike; (2, 1) shares the program above
     assert seqs.shape == (1, 501) and seqs.dtype == jnp.int32 and logprobs.shape == (1,)
@@ -149,7 +149,7 @@ def test_beam_search_equals_brute_force_when_the_beam_holds_every_prefix():
     config, L = replace(TINY, init_std=0.3), 3  # peakier than the default init: no near-ties at the cut
     V, W = config.vocab_size, config.vocab_size ** (L - 1)
     prompt = prompt_of(config, 1, config.block_size - 1, seed=4)
-    seqs, logprobs = beam_search(params_for(config), config, prompt, L, W)
+    seqs, logprobs = beam_search(params_for(config), config, prompt, L, beam_width=W)
     assert seqs.shape == (W, prompt.shape[1] + L) and logprobs.shape == (W,)
 
     cands = np.array(list(itertools.product(range(V), repeat=L)), np.int32)  # (V^L, L)
@@ -175,8 +175,8 @@ def test_beam_search_equals_brute_force_when_the_beam_holds_every_prefix():
     (lambda p: generate(p, TINY, np.zeros((1, 1), np.int32), 5, jax.random.PRNGKey(0), top_p=0.0), "top_p 0.0"),
     (lambda p: generate_stream(p, TINY, np.zeros((1, 1), np.int32), 5, jax.random.PRNGKey(0), chunk_size=0),
      "chunk_size 0"),
-    (lambda p: beam_search(p, TINY, np.zeros((2, 1), np.int32), 5, 2), r"\(2, 1\)"),
-    (lambda p: beam_search(p, TINY, np.zeros((1, 1), np.int32), 5, 0), "beam_width 0"),
+    (lambda p: beam_search(p, TINY, np.zeros((2, 1), np.int32), 5, beam_width=2), r"\(2, 1\)"),
+    (lambda p: beam_search(p, TINY, np.zeros((1, 1), np.int32), 5, beam_width=0), "beam_width 0"),
 ])
 def test_bad_arguments_name_the_value(call, match):
     with pytest.raises(ValueError, match=match):

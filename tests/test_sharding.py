@@ -20,7 +20,7 @@ from conftest import REPO, TINY, TINY_TRAIN
 from jaxgpt import checkpoint as ckpt
 from jaxgpt import flops, sharding
 from jaxgpt.cli import train_main
-from jaxgpt.config import get_preset
+from jaxgpt.presets import get_preset
 from jaxgpt.data import CharTokenizer
 from jaxgpt.training import create_state, train_steps
 
