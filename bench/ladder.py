@@ -47,6 +47,9 @@ def run_step(name: str, out_root: Path, max_iters: int | None, eval_iters: int |
             "train_loss": record["train_loss"], "wall_s": round(wall, 1), "tokens_per_s": record["tokens_per_s"]}
 
 
+NOTEBOOKS_HEADING = "## The notebooks"  # docs/ladder.md from here on is not generated
+
+
 def write_markdown(rows: list[dict], path: Path, command: str, reused: tuple[str, ...] = ()) -> None:
     lines = [
         "# The lecture's ladder, step by step",
@@ -90,7 +93,8 @@ def write_markdown(rows: list[dict], path: Path, command: str, reused: tuple[str
     if "lecture" not in {r["step"] for r in rows}:
         lines += ["The scaled-up step (the `lecture` preset) is not part of this run.", ""]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines))
+    kept = path.read_text().partition(NOTEBOOKS_HEADING)[1:] if path.is_file() else ()
+    path.write_text("\n".join(lines) + "".join(kept))  # the notebooks' section, written by hand, is kept
 
 
 def main(argv: list[str] | None = None) -> int:

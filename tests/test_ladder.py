@@ -46,3 +46,7 @@ def test_markdown_table_labels_the_reduced_step(tmp_path):
     ladder.write_markdown(rows, tmp_path / "l.md", "python bench/ladder.py")
     text = (tmp_path / "l.md").read_text()
     assert "| 2.28 |" in text and "reduced: 10 of 5000 iterations" in text and "`python bench/ladder.py`" in text
+    (tmp_path / "l.md").write_text(text + "## The notebooks\n\nmeasured by hand\n")
+    ladder.write_markdown(rows[:1], tmp_path / "l.md", "python bench/ladder.py")  # regenerated: the table changes
+    text = (tmp_path / "l.md").read_text()
+    assert "reduced: 10" not in text and text.endswith("## The notebooks\n\nmeasured by hand\n")
