@@ -119,6 +119,9 @@ def test_same_key_same_text_and_keys_matter():
                                             temperature=0.9, top_p=0.9)[0]
     a, b, c = run(0), run(0), run(1)
     assert a.shape == (1, 19) and np.array_equal(a, b) and not np.array_equal(a, c)
+    programs = speculative._verify._cache_size(), speculative._draft_pick._cache_size()
+    speculative_generate(params, TINY, prompt, 18, jax.random.PRNGKey(0), draft, k=4, temperature=0.5, top_k=3)
+    assert (speculative._verify._cache_size(), speculative._draft_pick._cache_size()) == programs  # no recompile
 
 
 def test_refusals():
