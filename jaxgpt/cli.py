@@ -32,8 +32,7 @@ def enable_compile_cache() -> None:
 
 
 def _quiet() -> None:
-    """Orbax logs absl warnings for ordinary events (a read-only manager, an item not restored); a CLI user
-    needs only our own warnings."""
+    """Orbax logs absl warnings for ordinary events (a read-only manager); a CLI user needs only our own."""
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
@@ -154,6 +153,7 @@ def sample_parser() -> argparse.ArgumentParser:
     p.add_argument("--beams", type=int, metavar="W", help="beam search with W beams; prints all W, best first")
     p.add_argument("--stream", action="store_true", help="print characters as they are generated")
     p.add_argument("--seed", type=int, help="sampling seed (default: the run's seed)")
+    p.add_argument("--draft", type=Path, metavar="DIR", help="speculative sampling: run DIR (n-gram or GPT) drafts")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--step", type=int, help="use this checkpoint step (default: the newest)")
     which.add_argument("--best", action="store_true", help="use the checkpoint with the lowest val loss")
@@ -190,12 +190,11 @@ def check_sample_args(args) -> None:
 def _sample_ngram(args, write) -> None:
     """sample.py on an n-gram out-dir: --prompt, --max-new-tokens, --num-samples, --temperature, --greedy, --seed."""
     import jax
-
     from .ngram import FILE, NGramModel, rng_from_key
     from .training import make_keys
 
     unsupported = [f for f, v in (("--top-k", args.top_k), ("--top-p", args.top_p), ("--beams", args.beams),
-                                  ("--step", args.step), ("--best", args.best or None),
+                                  ("--step", args.step), ("--best", args.best or None), ("--draft", args.draft),
                                   ("--attention-png", args.attention_png)) if v is not None]
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)} not available for an n-gram model ({args.out_dir / FILE}); "
@@ -235,7 +234,7 @@ def _attention_png(args, params, mc, tokenizer) -> str:
 
 
 def _sample(args, write) -> None:
-    from . import sampling
+    from . import drafts, sampling
     from .checkpoint import load_params
     from .ngram import FILE
     from .training import make_keys
@@ -256,6 +255,7 @@ def _sample(args, write) -> None:
     key = make_keys(seed)["sample"]
     kw = dict(temperature=0.0 if args.greedy else (args.temperature or 1.0), top_k=args.top_k, top_p=args.top_p)
     rule = lambda title: f"{'-' * 16} {title} {'-' * 16}\n"
+    gen = sampling.generate if args.draft is None else drafts.generator(args, tokenizer)  # --draft: speculative
 
     if args.beams is not None:
         seqs, logprobs = sampling.beam_search(params, mc, prompt, args.max_new_tokens, beam_width=args.beams)
@@ -275,7 +275,7 @@ def _sample(args, write) -> None:
         for i in range(1, n):
             write(rule(f"sample {i + 1}/{n}") + head + tokenizer.decode(np.concatenate(rest[i])) + "\n")
     else:
-        out = sampling.generate(params, mc, np.repeat(prompt, args.num_samples, 0), args.max_new_tokens, key, **kw)
+        out = gen(params, mc, np.repeat(prompt, args.num_samples, 0), args.max_new_tokens, key, **kw)
         for i in range(args.num_samples):
             write(rule(f"sample {i + 1}/{args.num_samples}") + tokenizer.decode(out[i]) + "\n")
 

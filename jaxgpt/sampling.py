@@ -26,9 +26,9 @@ from .model import build_model, init_cache
 Strategy = tuple  # (temperature f32, top_k i32, top_p f32) arrays, traced under jit
 
 
-def pick_token(logits: jax.Array, key: jax.Array, temperature=1.0, top_k=None, top_p=None) -> jax.Array:
-    """Next token from (B, V) logits: greedy at temperature 0, else softmax(logits / temperature) restricted
-    to the top_k most likely and/or the smallest set whose probability reaches top_p (nucleus, after top_k).
+def filter_logits(logits: jax.Array, temperature=1.0, top_k=None, top_p=None) -> jax.Array:
+    """softmax(logits / temperature) restricted to the top_k most likely and/or the smallest set whose probability
+    reaches top_p (nucleus, after top_k), as logits: -inf outside the kept set. (B, V) -> (B, V)
 
     The settings may be Python numbers or traced scalars (None = off), so one compiled program serves every
     strategy. Ties at the cut-off are kept, so a few more than k tokens may survive on exact ties.
@@ -44,8 +44,20 @@ def pick_token(logits: jax.Array, key: jax.Array, temperature=1.0, top_k=None, t
     before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly more likely tokens; 0 for the first
     kept = (jnp.arange(V) < k) & (before < p)
     cutoff = jnp.min(jnp.where(kept, sorted_logits, jnp.inf), axis=-1, keepdims=True)  # (B, 1)
-    sampled = jax.random.categorical(key, jnp.where(scaled < cutoff, -jnp.inf, scaled), axis=-1)
-    return jnp.where(temperature > 0, sampled, jnp.argmax(logits, axis=-1))
+    return jnp.where(scaled < cutoff, -jnp.inf, scaled)
+
+
+def pick_token(logits: jax.Array, key: jax.Array, temperature=1.0, top_k=None, top_p=None) -> jax.Array:
+    """Next token from (B, V) logits: greedy at temperature 0, else a draw from `filter_logits`'s distribution."""
+    sampled = jax.random.categorical(key, filter_logits(logits, temperature, top_k, top_p), axis=-1)
+    return jnp.where(jnp.asarray(temperature) > 0, sampled, jnp.argmax(logits, axis=-1))
+
+
+def token_probs(logits: jax.Array, temperature=1.0, top_k=None, top_p=None) -> jax.Array:
+    """The distribution `pick_token` draws from, (B, V) float32: one-hot on the argmax at temperature 0."""
+    probs = jax.nn.softmax(filter_logits(logits, temperature, top_k, top_p), axis=-1)
+    onehot = jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=probs.dtype)
+    return jnp.where(jnp.asarray(temperature) > 0, probs, onehot)
 
 
 def _strategy(config: GPTConfig, temperature, top_k, top_p) -> tuple:
