@@ -15,7 +15,7 @@ from typing import ClassVar
 from .errors import ConfigError
 
 POS_EMBEDDINGS = ("learned", "sinusoidal", "none")
-ACTIVATIONS = ("relu", "gelu")
+ACTIVATIONS = ("relu", "gelu", "gelu_exact")
 MODELS = ("gpt", "bigram")
 DTYPES = ("float32", "bfloat16")
 SHARDINGS = ("data", "fsdp")
@@ -62,7 +62,7 @@ class GPTConfig(_Checked):
     layer_norm: bool = True          # pre-norm LayerNorms ln1, ln2 and the final ln_f
     bias: bool = True                # bias on Linear layers and LayerNorms (lecture: True; nanoGPT char: False)
     qkv_bias: bool = False           # bias on key/query/value (lecture: False; nanoGPT: same as bias)
-    activation: str = "relu"         # relu (lecture) | gelu (nanoGPT, tanh approximation)
+    activation: str = "relu"         # relu (lecture) | gelu (GPT-2, tanh approximation) | gelu_exact (erf: nanoGPT's nn.GELU())
     tie_embeddings: bool = False     # lm_head reuses the token table (nanoGPT: True)
     init_std: float = 0.02           # N(0, init_std) for Linear and Embedding weights (both lecture and nanoGPT)
     scaled_residual_init: bool = False  # projections into the residual get init_std / sqrt(2 n_layer) (GPT-2)

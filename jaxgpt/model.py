@@ -129,7 +129,7 @@ class FeedForward(nn.Module):
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         c = self.config
         h = _dense(c, (c.ffwd_mult * c.n_embd,), name="fc")(x)  # (B, T, 4C)
-        h = nn.relu(h) if c.activation == "relu" else nn.gelu(h, approximate=True)
+        h = nn.relu(h) if c.activation == "relu" else nn.gelu(h, approximate=c.activation == "gelu")
         h = _dense(c, (c.n_embd,), std=_residual_std(c), name="proj")(h)  # (B, T, C)
         return nn.Dropout(c.dropout)(h, deterministic=deterministic)
 
