@@ -260,10 +260,14 @@ def init_cache(config: GPTConfig, batch_size: int, dtype=jnp.float32) -> Cache:
 
 
 def loss_fn(params, config: GPTConfig, x: jax.Array, y: jax.Array, dropout_key: jax.Array | None = None, *,
-            weights: jax.Array | None = None) -> jax.Array:
+            weights: jax.Array | None = None, per_token: bool = False) -> jax.Array:
     """Mean cross-entropy () of `params` on inputs x and targets y (B, T); dropout is on when a dropout_key is given,
-    `weights` (B, T) weighs each target (0 masks it)."""
+    `weights` (B, T) weighs each target (0 masks it). `per_token=True` returns the unreduced losses (B, T) instead
+    (`.mean(-1)` gives per-example losses). Differentiable, jittable, vmappable:
+    `jax.grad(loss_fn)(params, config, x, y)` is a params-shaped tree."""
     model = build_model(config)
     rngs = {} if dropout_key is None else {"dropout": dropout_key}
     logits, _ = model.apply({"params": params}, x, deterministic=dropout_key is None, rngs=rngs)
+    if per_token:
+        return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)  # (B, T)
     return cross_entropy(logits, y, weights)

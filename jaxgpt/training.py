@@ -28,6 +28,8 @@ from .sharding import constrain_batch
 
 @flax.struct.dataclass
 class TrainState:
+    """Everything training changes, as one pytree (so it jits, vmaps, shards and checkpoints whole):
+    params, the AdamW state, the step and the training key. Built by `create_state`."""
     params: Any
     opt_state: Any
     step: jax.Array      # () int32, optimizer steps taken

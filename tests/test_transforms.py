@@ -32,3 +32,11 @@ def test_vmap_ensemble_of_4_seeds_equals_its_separately_trained_twins():
     assert worst <= 1e-6, f"an ensemble member is {worst} from its twin"
     # and the members really differ: 4 seeds, 4 models
     assert float(jnp.max(jnp.abs(states.params["ln_f"]["scale"][0] - states.params["ln_f"]["scale"][1]))) > 0
+
+
+def test_loss_fn_per_token_is_the_unreduced_mean():
+    params = jaxgpt.init_params(TINY, jax.random.PRNGKey(0))
+    x = jax.random.randint(jax.random.PRNGKey(1), (8, TINY.block_size), 0, TINY.vocab_size)
+    per_token = jaxgpt.loss_fn(params, TINY, x, x, per_token=True)
+    assert per_token.shape == x.shape
+    np.testing.assert_allclose(per_token.mean(), jaxgpt.loss_fn(params, TINY, x, x), rtol=1e-6)
