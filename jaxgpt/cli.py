@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config as cfg
+from . import config as cfg, loggers
 from .presets import PRESETS, get_preset
 from .data import CharTokenizer, cache_dir
 from .errors import JaxgptError, UsageError
@@ -32,8 +32,7 @@ def enable_compile_cache() -> None:
 
 
 def _quiet() -> None:
-    """Orbax logs absl warnings for ordinary events (a read-only manager, an item not restored); a CLI user
-    needs only our own warnings."""
+    """Orbax logs absl warnings for ordinary events (a read-only manager, an item not restored): not for a CLI."""
     logging.getLogger("absl").setLevel(logging.ERROR)
 
 
@@ -59,6 +58,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", type=Path, metavar="DIR",
                    help="start a new run from the params of DIR's newest checkpoint (DIR's config plus --set; "
                         "e.g. --set lora_rank=4 trains adapters only)")
+    loggers.add_flag(p)
     dist = p.add_argument_group("several processes (jax.distributed; TPU pods and SLURM need none of these)")
     dist.add_argument("--coordinator", metavar="HOST:PORT",
                       help="process 0's address, the same on every process; 'auto' lets JAX read the cluster")
@@ -127,7 +127,7 @@ def train_main(argv: list[str] | None = None, on_event=None) -> int:
         sharding.initialize(args.coordinator, args.num_processes, args.process_id)  # before any device or Orbax
         run = build_run(args)
         enable_compile_cache()
-        loop.train(run, on_event=on_event)
+        loop.train(run, on_event=loggers.chain(args.log, run, on_event))
     except JaxgptError as e:
         return _fail("train.py", str(e))
     except loop.Interrupted as e:
