@@ -1,12 +1,12 @@
 """`python -m jaxgpt train ...` / `python -m jaxgpt sample ...`: the same commands as train.py / sample.py (and the
 console scripts jaxgpt-train / jaxgpt-sample that `pip install .` puts on the PATH); `python -m jaxgpt import`
-turns a nanoGPT ckpt.pt or a Hugging Face GPT-2 directory into a run folder (jaxgpt.interop.import_main)."""
+turns a nanoGPT ckpt.pt or a Hugging Face GPT-2 directory into a run folder (jaxgpt.runimport.import_main)."""
 from __future__ import annotations
 
 import sys
 
 from .cli import sample_main, train_main
-from .interop import import_main
+from .runimport import import_main
 
 COMMANDS = {"train": train_main, "sample": sample_main, "import": import_main}
 

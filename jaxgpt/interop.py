@@ -1,23 +1,17 @@
 """Weights from elsewhere: the lecture's `gpt.py`, nanoGPT (a `state_dict` or its `ckpt.pt`) and Hugging Face GPT-2.
 
-    config, params = interop.from_nanogpt_ckpt("out-shakespeare-char/ckpt.pt")
-    tokenizer = interop.load_meta_pkl("data/shakespeare_char/meta.pkl")
-    state_dict, model_args = interop.to_nanogpt(params, config)      # torch tensors, nanoGPT's key names
-    interop.to_hf(params, config).save_pretrained("gpt2-jaxgpt")      # a transformers GPT2LMHeadModel
+    config, params = interop.from_nanogpt_ckpt("out-shakespeare-char/ckpt.pt")   # torch.load(weights_only=True)
+    state_dict, model_args = interop.to_nanogpt(params, config)                  # nanoGPT's key names
+    interop.to_hf(params, config).save_pretrained("gpt2-jaxgpt")                 # a GPT2LMHeadModel
 
-All three formats are one table (`_gpt2_table`): GPT-2's key names, which nanoGPT kept, mapped onto jaxgpt's tree
-(qkv kernel (C, 3, H, hs), attention projection (H, hs, C), Blocks stacked on a leading n_layer axis). nanoGPT
-stores `nn.Linear` weights (out, in); Hugging Face stores `Conv1D` weights (in, out). The lecture's per-head
-key/query/value are concatenated into nanoGPT's `c_attn` first, so it takes the same path.
-
-torch and transformers are optional (`pip install 'jaxgpt[torch]'` / `'jaxgpt[hf]'`) and imported only inside the
-calls that need them. Files from elsewhere are untrusted: `ckpt.pt` is read with `torch.load(weights_only=True)`
-and `meta.pkl` with an unpickler that admits plain data only, so neither can run code.
+One table (`_gpt2_table`) maps GPT-2's key names, which nanoGPT kept, onto jaxgpt's tree (qkv (C, 3, H, hs),
+attention projection (H, hs, C), Blocks stacked on a leading n_layer axis); nanoGPT stores `nn.Linear` weights
+(out, in), Hugging Face `Conv1D` weights (in, out); the lecture's per-head key/query/value are concatenated into
+`c_attn` first. torch / transformers are optional extras, imported inside the calls that need them.
 """
 from __future__ import annotations
 
 import dataclasses
-import pickle
 import re
 from pathlib import Path
 
@@ -25,7 +19,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import GPTConfig
-from .data import CharTokenizer
 from .errors import CheckpointError, ConfigError
 
 # Fields a format stores nothing about (training, compute and init choices): any value exports.
@@ -229,32 +222,6 @@ def save_nanogpt_ckpt(path, params, config: GPTConfig) -> None:
     torch.save({"model": sd, "model_args": model_args, "iter_num": 0, "best_val_loss": float("inf")}, Path(path))
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """Plain data only (dicts, lists, str, int, float, ...): a pickle that names any class or function is refused."""
-
-    def find_class(self, module, name):
-        raise CheckpointError(f"refused to load {module}.{name}: this pickle holds more than plain data "
-                              f"(a meta.pkl has only vocab_size, itos and stoi)")
-
-
-def load_meta_pkl(path) -> CharTokenizer:
-    """The character vocabulary of nanoGPT's `data/shakespeare_char/meta.pkl` ({vocab_size, itos, stoi}), read
-    through an unpickler that admits plain data only: a file that would run code raises CheckpointError."""
-    try:
-        with open(path, "rb") as f:
-            meta = _PlainUnpickler(f).load()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path} does not exist") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(f"{path} is not a readable meta.pkl ({type(e).__name__}: {e})") from None
-    itos = meta.get("itos") if isinstance(meta, dict) else None
-    if not isinstance(itos, dict) or sorted(itos) != list(range(len(itos))):
-        raise CheckpointError(f"{path} has no itos table of ids 0..n-1 (is it a character-level meta.pkl?)")
-    return CharTokenizer([itos[i] for i in range(len(itos))])
-
-
 # ---------------------------------------------------------------------------------------------------- the lecture
 
 def from_lecture(state_dict: dict, **fields) -> tuple[GPTConfig, dict]:
@@ -317,70 +284,5 @@ def to_hf(params, config: GPTConfig):
                     attn_pdrop=config.dropout, layer_norm_epsilon=1e-5, tie_word_embeddings=True)
     model = GPT2LMHeadModel(hc)
     missing, unexpected = model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in sd.items()}, strict=False)
-    missing = [k for k in missing if not _BUFFERS.search(k)]
-    if missing or unexpected:
-        raise CheckpointError(f"GPT2LMHeadModel does not take this export: missing {missing}, unexpected {unexpected}")
+    assert not unexpected and all(_BUFFERS.search(k) for k in missing), (missing, unexpected)  # the table is GPT-2's
     return model.eval()
-
-
-# ---------------------------------------------------------------------------------------------------- run folders
-
-def load_source(path, meta_pkl=None) -> tuple[GPTConfig, dict, CharTokenizer | None]:
-    """(config, params, tokenizer or None) of a nanoGPT `ckpt.pt` or a Hugging Face GPT-2 directory; the tokenizer
-    comes from `meta_pkl` (character vocabularies only; GPT-2's BPE has no jaxgpt tokenizer)."""
-    path = Path(path)
-    if path.is_dir():
-        config, params = from_hf(path)
-    elif path.is_file():
-        config, params = from_nanogpt_ckpt(path)
-    else:
-        raise CheckpointError(f"{path} is neither a nanoGPT ckpt.pt nor a Hugging Face model directory")
-    tokenizer = None if meta_pkl is None else load_meta_pkl(meta_pkl)
-    if tokenizer is not None and tokenizer.vocab_size != config.vocab_size:
-        raise CheckpointError(f"{meta_pkl} has {tokenizer.vocab_size} characters but {path} has vocab_size "
-                              f"{config.vocab_size}")
-    return config, params, tokenizer
-
-
-def write_run(out_dir, config: GPTConfig, params, tokenizer: CharTokenizer, data: str = "tinyshakespeare") -> None:
-    """Write `params` as step 0 of a jaxgpt run folder, which `sample.py --out-dir` and `train.py --init-from`
-    read like any run (`data`: what --init-from trains on by default). Refuses a folder that holds checkpoints."""
-    from . import checkpoint as ckpt
-    from .config import TrainConfig
-    from .training import create_state
-
-    if ckpt.has_checkpoints(out_dir):
-        raise CheckpointError(f"{out_dir} already holds checkpoints; import into a new folder")
-    tc = TrainConfig()
-    with ckpt.manager(Path(out_dir)) as mgr:
-        ckpt.save(mgr, create_state(config, tc, params), ckpt.run_meta(config, tc, tokenizer, data=data, preset=""))
-        mgr.wait_until_finished()
-
-
-def import_main(argv: list[str]) -> int:
-    """`python -m jaxgpt import SOURCE --out-dir DIR [--meta meta.pkl]`: a ckpt.pt or Hugging Face directory as a
-    jaxgpt run folder. 0 when written, 2 for bad input (one line on stderr)."""
-    import argparse
-    import sys
-
-    from .errors import JaxgptError, UsageError
-
-    p = argparse.ArgumentParser(prog="python -m jaxgpt import", description=import_main.__doc__.splitlines()[0])
-    p.add_argument("source", type=Path, help="a nanoGPT ckpt.pt or a Hugging Face GPT-2 directory")
-    p.add_argument("--out-dir", type=Path, required=True, help="the new run folder")
-    p.add_argument("--meta", type=Path, help="nanoGPT's meta.pkl: the character vocabulary (needed for text)")
-    p.add_argument("--data", default="tinyshakespeare", help="what train.py --init-from DIR trains on by default")
-    args = p.parse_args(argv)
-    try:
-        if args.meta is None:
-            raise UsageError(f"{args.source} holds weights but no tokenizer: pass --meta meta.pkl (a character "
-                             f"vocabulary, e.g. nanoGPT's data/shakespeare_char/meta.pkl); without one, use the "
-                             f"library (jaxgpt.interop.load_source) on token ids")
-        config, params, tokenizer = load_source(args.source, args.meta)
-        write_run(args.out_dir, config, params, tokenizer, data=args.data)
-    except (JaxgptError, ImportError) as e:
-        print(f"python -m jaxgpt import: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {args.source} as step 0 of {args.out_dir}: sample.py --out-dir {args.out_dir}, "
-          f"train.py --init-from {args.out_dir} --out-dir NEW")
-    return 0

@@ -8,7 +8,7 @@ import jaxgpt
 from jaxgpt import interop
 
 INTEROP = ["check_exportable", "from_lecture", "from_nanogpt", "to_nanogpt", "from_nanogpt_ckpt",
-           "save_nanogpt_ckpt", "load_meta_pkl", "from_hf", "to_hf"]
+           "save_nanogpt_ckpt", "from_hf", "to_hf"]
 
 
 @pytest.mark.parametrize("name", jaxgpt.__all__)

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="torch is an optional extra: pip install 'jaxgpt[torch]'")
 
-from jaxgpt import interop  # noqa: E402
+from jaxgpt import interop, runimport  # noqa: E402
 from jaxgpt.config import GPTConfig, TrainConfig  # noqa: E402
 from jaxgpt.errors import CheckpointError, ConfigError  # noqa: E402
 from jaxgpt.model import build_model, init_params  # noqa: E402
@@ -99,7 +99,7 @@ def test_untrusted_files_run_no_code(tmp_path):
     evil = tmp_path / "meta.pkl"
     evil.write_bytes(pickle.dumps({"vocab_size": 2, "itos": {0: "a", 1: "b"}, "x": _RunsACommand(marker)}))
     with pytest.raises(CheckpointError, match="refused to load .*system"):
-        interop.load_meta_pkl(evil)
+        runimport.load_meta_pkl(evil)
     torch.save({"model": {}, "model_args": {"n_head": 1}, "x": _RunsACommand(marker)}, tmp_path / "ckpt.pt")
     with pytest.raises(CheckpointError, match="not a loadable nanoGPT checkpoint"):
         interop.from_nanogpt_ckpt(tmp_path / "ckpt.pt")
@@ -109,7 +109,7 @@ def test_untrusted_files_run_no_code(tmp_path):
     good = tmp_path / "good.pkl"
     good.write_bytes(pickle.dumps({"vocab_size": len(chars), "itos": dict(enumerate(chars)),
                                    "stoi": {c: i for i, c in enumerate(chars)}}))
-    assert interop.load_meta_pkl(good).chars == chars
+    assert runimport.load_meta_pkl(good).chars == chars
 
 
 def _tiny_gpt2():
