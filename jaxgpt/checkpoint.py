@@ -12,8 +12,11 @@ on every restore; a step that fails to read or to match is skipped with a warnin
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import logging
 import shutil
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Callable
@@ -222,6 +225,23 @@ def _open(out_dir: Path) -> ocp.CheckpointManager:
     return manager(out_dir, read_only=True)
 
 
+def quiet_orbax(fn):
+    """Run `fn` with absl's logger at ERROR: Orbax logs warnings for ordinary events of a reader ("read_only=True,
+    setting save_interval_steps=0", "Given directory is read only") that a library user did not ask for. Our own
+    warnings (a fallback to an older step) do not go through absl and stay."""
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        logger = logging.getLogger("absl")
+        level = logger.level
+        logger.setLevel(max(level, logging.ERROR))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            logger.setLevel(level)
+    return quiet
+
+
+@quiet_orbax
 def latest_meta(out_dir: Path) -> dict:
     """The meta of the newest step whose meta reads back: a run's config and vocabulary, no arrays read."""
     with _open(out_dir) as mgr:
@@ -238,6 +258,7 @@ def best_step(mgr) -> int:
     return first_readable(mgr, ranked, partial(read_meta, mgr), log=None)[0]
 
 
+@quiet_orbax
 def load_params(out_dir: Path, step: int | None = None, best: bool = False, log=print):
     """(GPTConfig, params, CharTokenizer, meta) of a step; reads the params item only, never the optimizer state.
     Default: the newest readable step (older ones with a warning); `step` or `best` pick one and never fall back."""
@@ -257,6 +278,8 @@ def load_params(out_dir: Path, step: int | None = None, best: bool = False, log=
 def load_checkpoint(out_dir, step: int | None = None, best: bool = False):
     """`(config, params, tokenizer)` of the newest (or `step`, or best-by-val-loss) checkpoint under out_dir.
 
-    Reads the params only (no optimizer state); a damaged newest step is skipped with a warning."""
-    mc, params, tokenizer, _ = load_params(Path(out_dir), step=step, best=best)
+    Reads the params only (no optimizer state) and prints nothing; a damaged newest step is skipped with a
+    UserWarning naming it."""
+    mc, params, tokenizer, _ = load_params(Path(out_dir), step=step, best=best,
+                                           log=lambda message: warnings.warn(message, stacklevel=3))
     return mc, params, tokenizer

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config as cfg
+from . import config as cfg, loggers
 from .presets import PRESETS, get_preset
 from .data import CharTokenizer, cache_dir
 from .errors import JaxgptError, UsageError
@@ -58,6 +58,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", type=Path, metavar="DIR",
                    help="start a new run from the params of DIR's newest checkpoint (DIR's config plus --set; "
                         "e.g. --set lora_rank=4 trains adapters only)")
+    loggers.add_flag(p)
     dist = p.add_argument_group("several processes (jax.distributed; TPU pods and SLURM need none of these)")
     dist.add_argument("--coordinator", metavar="HOST:PORT",
                       help="process 0's address, the same on every process; 'auto' lets JAX read the cluster")
@@ -126,7 +127,7 @@ def train_main(argv: list[str] | None = None, on_event=None) -> int:
         sharding.initialize(args.coordinator, args.num_processes, args.process_id)  # before any device or Orbax
         run = build_run(args)
         enable_compile_cache()
-        loop.train(run, on_event=on_event)
+        loop.train(run, on_event=loggers.chain(args.log, run, on_event))
     except JaxgptError as e:
         return _fail("train.py", str(e))
     except loop.Interrupted as e:

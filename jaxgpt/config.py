@@ -7,7 +7,9 @@ frozen dataclass checked when it is built (`dataclasses.replace` builds a new on
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
+import re
 import warnings
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar
@@ -15,7 +17,7 @@ from typing import ClassVar
 from .errors import ConfigError
 
 POS_EMBEDDINGS = ("learned", "sinusoidal", "none")
-ACTIVATIONS = ("relu", "gelu")
+ACTIVATIONS = ("relu", "gelu", "gelu_exact")
 MODELS = ("gpt", "bigram")
 DTYPES = ("float32", "bfloat16")
 SHARDINGS = ("data", "fsdp")
@@ -33,6 +35,19 @@ def _check_at_least(config, minimum: int, *names: str) -> None:
             raise ConfigError(f"{name} {getattr(config, name)} must be >= {minimum}")
 
 
+def documented(cls):
+    """Append "Fields:" (name, default and the source comment of each field) to the docstring of a config class,
+    so `help(GPTConfig)` and the API page show what each field means. The comments stay the one place they live."""
+    try:
+        source = inspect.getsource(cls)
+    except (OSError, TypeError):  # no source (a frozen or zipped install): the fields without their comments
+        source = ""
+    comments = dict(re.findall(r"^\s+(\w+): [^#\n]*#\s*(.*)$", source, re.M))
+    lines = [f"  {f.name} = {f.default!r}: {comments.get(f.name, '')}".rstrip(": ") for f in dataclasses.fields(cls)]
+    cls.__doc__ = f"{cls.__doc__.strip()}\n\nFields:\n" + "\n".join(lines)
+    return cls
+
+
 class _Checked:
     """Runs `_check` when a config is built, so a config that exists is a valid one."""
 
@@ -46,13 +61,16 @@ class _Checked:
         return self
 
 
+@documented
 @dataclass(frozen=True)
 class GPTConfig(_Checked):
+    """The model: sizes and architecture switches (defaults = the lecture's gpt.py). Frozen and checked when built:
+    GPTConfig(n_embd=30, n_head=4) raises ConfigError. `GPTConfig(n_layer=2, n_embd=64).head_size == 16`."""
     model: str = "gpt"               # "gpt"; "bigram" = the lecture's bigram.py (a vocab x vocab table)
     vocab_size: int = 65             # set from the tokenizer at run time (Tiny Shakespeare has 65 characters)
     block_size: int = 256            # context length T
     n_layer: int = 6                 # Blocks; 0 leaves embeddings -> lm_head (the lecture's first GPT step)
-    n_head: int = 6
+    n_head: int = 6                  # attention heads per Block, each n_embd // n_head wide
     n_embd: int = 384                # C; head size hs = n_embd // n_head
     dropout: float = 0.2             # on attention weights, attention output and feed-forward output (lecture)
     pos_embedding: str = "learned"   # learned table (lecture) | fixed sinusoidal (Vaswani et al.) | none
@@ -62,7 +80,7 @@ class GPTConfig(_Checked):
     layer_norm: bool = True          # pre-norm LayerNorms ln1, ln2 and the final ln_f
     bias: bool = True                # bias on Linear layers and LayerNorms (lecture: True; nanoGPT char: False)
     qkv_bias: bool = False           # bias on key/query/value (lecture: False; nanoGPT: same as bias)
-    activation: str = "relu"         # relu (lecture) | gelu (nanoGPT, tanh approximation)
+    activation: str = "relu"         # relu (lecture) | gelu (GPT-2, tanh approximation) | gelu_exact (erf: nanoGPT's nn.GELU())
     tie_embeddings: bool = False     # lm_head reuses the token table (nanoGPT: True)
     init_std: float = 0.02           # N(0, init_std) for Linear and Embedding weights (both lecture and nanoGPT)
     scaled_residual_init: bool = False  # projections into the residual get init_std / sqrt(2 n_layer) (GPT-2)
@@ -91,6 +109,7 @@ class GPTConfig(_Checked):
             raise ConfigError(f"sinusoidal positions need an even n_embd, got {self.n_embd}")
 
 
+@documented
 @dataclass(frozen=True)
 class NGramConfig(_Checked):
     """A count model (`jaxgpt.ngram`): no network, no gradient steps; `train.py --preset ngram` counts."""
@@ -112,8 +131,11 @@ class NGramConfig(_Checked):
             raise ConfigError(f"alpha {self.alpha} must be > 0")
 
 
+@documented
 @dataclass(frozen=True)
 class TrainConfig(_Checked):
+    """The optimisation and the run around it: batch, AdamW and its schedule, evaluation and checkpoint intervals,
+    the seed. Frozen and checked when built (ConfigError naming the value)."""
     batch_size: int = 64             # sequences per optimizer step (summed over accumulation micro-batches / devices)
     learning_rate: float = 3e-4      # peak learning rate
     decay_lr: bool = False           # cosine decay after warm-up (nanoGPT); off = constant (lecture)
@@ -122,8 +144,8 @@ class TrainConfig(_Checked):
     min_lr: float = 3e-5             # floor of the cosine (nanoGPT: learning_rate / 10)
     max_iters: int = 5000            # where training stops (never reshapes the schedule)
     weight_decay: float = 0.0        # AdamW decay, on >= 2-D parameters only (nanoGPT)
-    beta1: float = 0.9
-    beta2: float = 0.999
+    beta1: float = 0.9               # AdamW first-moment decay (torch and optax default)
+    beta2: float = 0.999             # AdamW second-moment decay (nanoGPT's small models: 0.99)
     grad_clip: float = 0.0           # global-norm clipping; 0 disables
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (a scan inside the step)
     eval_interval: int = 500         # steps between estimate_loss calls

@@ -97,7 +97,7 @@ def _cached_download(url: str, cached: Path, what: str) -> str:
         try:
             _download(url, cached)
         except OSError as e:
-            raise DataError(f"cannot download {what} ({e}); pass --data PATH to a local copy") from None
+            raise DataError(f"cannot download {what} ({e}); load a local copy instead (load_text(PATH); train.py --data PATH)") from None
     return _read_utf8(cached, what)
 
 

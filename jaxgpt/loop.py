@@ -220,6 +220,8 @@ class Evaluations:
         record = {**evaluate(params, self.splits, self.val_np, self.key, step, self.run.model, self.run.train,
                              self.mesh), **self.progress.timing()}
         self.metrics_log.write(record)
+        if self.progress.main:  # the record for other sinks (jaxgpt.loggers: --log tensorboard / wandb)
+            self.progress.on_event("eval", record=record)
         full = f", val loss (full pass) {record['val_loss_full']:.4f}" if "val_loss_full" in record else ""
         self.progress.write(f"step {step}: train loss {record['train_loss']:.4f}, "
                             f"val loss {record['val_loss']:.4f}{full}")

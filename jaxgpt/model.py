@@ -129,7 +129,7 @@ class FeedForward(nn.Module):
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         c = self.config
         h = _dense(c, (c.ffwd_mult * c.n_embd,), name="fc")(x)  # (B, T, 4C)
-        h = nn.relu(h) if c.activation == "relu" else nn.gelu(h, approximate=True)
+        h = nn.relu(h) if c.activation == "relu" else nn.gelu(h, approximate=c.activation == "gelu")
         h = _dense(c, (c.n_embd,), std=_residual_std(c), name="proj")(h)  # (B, T, C)
         return nn.Dropout(c.dropout)(h, deterministic=deterministic)
 
@@ -260,10 +260,14 @@ def init_cache(config: GPTConfig, batch_size: int, dtype=jnp.float32) -> Cache:
 
 
 def loss_fn(params, config: GPTConfig, x: jax.Array, y: jax.Array, dropout_key: jax.Array | None = None, *,
-            weights: jax.Array | None = None) -> jax.Array:
+            weights: jax.Array | None = None, per_token: bool = False) -> jax.Array:
     """Mean cross-entropy () of `params` on inputs x and targets y (B, T); dropout is on when a dropout_key is given,
-    `weights` (B, T) weighs each target (0 masks it)."""
+    `weights` (B, T) weighs each target (0 masks it). `per_token=True` returns the unreduced losses (B, T) instead
+    (`.mean(-1)` gives per-example losses). Differentiable, jittable, vmappable:
+    `jax.grad(loss_fn)(params, config, x, y)` is a params-shaped tree."""
     model = build_model(config)
     rngs = {} if dropout_key is None else {"dropout": dropout_key}
     logits, _ = model.apply({"params": params}, x, deterministic=dropout_key is None, rngs=rngs)
+    if per_token:
+        return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)  # (B, T)
     return cross_entropy(logits, y, weights)

@@ -177,7 +177,10 @@ def generate(params, config: GPTConfig, prompt_tokens, max_new_tokens: int, key:
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> jax.Array:
     """Sample `max_new_tokens` after each row of `prompt_tokens` (B, T); returns (B, T + max_new_tokens) int32.
 
+    Each token is drawn from softmax(logits / temperature), restricted to the `top_k` most likely and/or the
+    smallest set of probability >= `top_p`; temperature 0 is greedy (always the most likely token, key unused).
     One compiled call; token for token what the lecture's crop-and-recompute loop gives with the same picks.
+    Example: `generate(params, config, jnp.zeros((1, 1), jnp.int32), 100, jax.random.PRNGKey(0))` -> (1, 101).
     """
     prompt, ctx = _check(config, prompt_tokens, max_new_tokens)
     strategy = _strategy(config, temperature, top_k, top_p)

@@ -28,6 +28,8 @@ from .sharding import constrain_batch
 
 @flax.struct.dataclass
 class TrainState:
+    """Everything training changes, as one pytree (so it jits, vmaps, shards and checkpoints whole):
+    params, the AdamW state, the step and the training key. Built by `create_state`."""
     params: Any
     opt_state: Any
     step: jax.Array      # () int32, optimizer steps taken
@@ -69,16 +71,24 @@ def make_optimizer(mc: GPTConfig, tc: TrainConfig) -> optax.GradientTransformati
     return opt
 
 
-def make_keys(seed: int) -> dict[str, jax.Array]:
-    """One root key from the seed, split once into the named keys every part of a run draws from."""
+def make_keys(seed: int | jax.Array) -> dict[str, jax.Array]:
+    """One root key from the seed (or the root key itself), split once into the named keys every part of a run
+    draws from: {"init", "train", "eval", "sample"}, each a (2,) uint32 key.
+
+    >>> make_keys(1337)["init"].shape
+    (2,)
+    """
     names = ("init", "train", "eval", "sample")
-    return dict(zip(names, jax.random.split(jax.random.PRNGKey(seed), len(names))))
+    root = jax.random.PRNGKey(seed) if isinstance(seed, int) else seed
+    return dict(zip(names, jax.random.split(root, len(names))))
 
 
-def create_state(mc: GPTConfig, tc: TrainConfig, params=None) -> TrainState:
+def create_state(mc: GPTConfig, tc: TrainConfig, params=None, key: jax.Array | None = None) -> TrainState:
     """A fresh TrainState: `params` (copied, so the caller's arrays stay valid when a step donates the state) or
-    new ones from the seed's `init` key, a fresh optimizer state, step 0 and the seed's `train` key."""
-    keys = make_keys(tc.seed)
+    new ones from the `init` key, a fresh optimizer state, step 0 and the `train` key. The keys come from `key`
+    when given (a root key: `jax.vmap(lambda k: create_state(mc, tc, key=k))(keys)` builds an ensemble), else from
+    tc.seed; `key=jax.random.PRNGKey(s)` gives the same state as tc.seed = s."""
+    keys = make_keys(tc.seed if key is None else key)
     params = init_params(mc, keys["init"]) if params is None else jax.tree.map(jnp.copy, params)
     return TrainState(params=params, opt_state=make_optimizer(mc, tc).init(params), step=jnp.zeros((), jnp.int32),
                       key=keys["train"])

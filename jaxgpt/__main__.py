@@ -1,0 +1,26 @@
+"""`python -m jaxgpt train ...` / `python -m jaxgpt sample ...`: the same commands as train.py / sample.py (and the
+console scripts jaxgpt-train / jaxgpt-sample that `pip install .` puts on the PATH); `python -m jaxgpt import`
+turns a nanoGPT ckpt.pt or a Hugging Face GPT-2 directory into a run folder (jaxgpt.runimport.import_main)."""
+from __future__ import annotations
+
+import sys
+
+from .cli import sample_main, train_main
+from .runimport import import_main
+
+COMMANDS = {"train": train_main, "sample": sample_main, "import": import_main}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to `train_main` / `sample_main`; a missing or unknown command is one line on stderr, exit 2."""
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        given = f"unknown command {argv[0]!r}" if argv and argv[0] not in ("-h", "--help") else "usage"
+        print(f"python -m jaxgpt: {given}: python -m jaxgpt {{train,sample,import}} [flags] (flags: python -m jaxgpt "
+              f"train --help)", file=sys.stderr)
+        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

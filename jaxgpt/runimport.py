@@ -1,0 +1,101 @@
+"""Weights from elsewhere as a jaxgpt run folder: `python -m jaxgpt import SOURCE --out-dir DIR --meta meta.pkl`.
+
+`load_meta_pkl` reads nanoGPT's character vocabulary through an unpickler that admits plain data only.
+The folder holds step 0 of an ordinary run (jaxgpt.checkpoint), so `sample.py --out-dir DIR` and
+`train.py --init-from DIR` read it like any other. Formats and safety: `jaxgpt.interop`.
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+from .config import GPTConfig
+from .data import CharTokenizer
+from .errors import CheckpointError
+from .interop import from_hf, from_nanogpt_ckpt
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Plain data only (dicts, lists, str, int, float, ...): a pickle that names any class or function is refused."""
+
+    def find_class(self, module, name):
+        raise CheckpointError(f"refused to load {module}.{name}: this pickle holds more than plain data "
+                              f"(a meta.pkl has only vocab_size, itos and stoi)")
+
+
+def load_meta_pkl(path) -> CharTokenizer:
+    """The character vocabulary of nanoGPT's `data/shakespeare_char/meta.pkl` ({vocab_size, itos, stoi}), read
+    through an unpickler that admits plain data only: a file that would run code raises CheckpointError."""
+    try:
+        with open(path, "rb") as f:
+            meta = _PlainUnpickler(f).load()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"{path} is not a readable meta.pkl ({type(e).__name__}: {e})") from None
+    itos = meta.get("itos") if isinstance(meta, dict) else None
+    if not isinstance(itos, dict) or sorted(itos) != list(range(len(itos))):
+        raise CheckpointError(f"{path} has no itos table of ids 0..n-1 (is it a character-level meta.pkl?)")
+    return CharTokenizer([itos[i] for i in range(len(itos))])
+
+def load_source(path, meta_pkl=None) -> tuple[GPTConfig, dict, CharTokenizer | None]:
+    """(config, params, tokenizer or None) of a nanoGPT `ckpt.pt` or a Hugging Face GPT-2 directory; the tokenizer
+    comes from `meta_pkl` (character vocabularies only; GPT-2's BPE has no jaxgpt tokenizer)."""
+    path = Path(path)
+    if path.is_dir():
+        config, params = from_hf(path)
+    elif path.is_file():
+        config, params = from_nanogpt_ckpt(path)
+    else:
+        raise CheckpointError(f"{path} is neither a nanoGPT ckpt.pt nor a Hugging Face model directory")
+    tokenizer = None if meta_pkl is None else load_meta_pkl(meta_pkl)
+    if tokenizer is not None and tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(f"{meta_pkl} has {tokenizer.vocab_size} characters but {path} has vocab_size "
+                              f"{config.vocab_size}")
+    return config, params, tokenizer
+
+
+def write_run(out_dir, config: GPTConfig, params, tokenizer: CharTokenizer, data: str = "tinyshakespeare") -> None:
+    """Write `params` as step 0 of a jaxgpt run folder, which `sample.py --out-dir` and `train.py --init-from`
+    read like any run (`data`: what --init-from trains on by default). Refuses a folder that holds checkpoints."""
+    from . import checkpoint as ckpt
+    from .config import TrainConfig
+    from .training import create_state
+
+    if ckpt.has_checkpoints(out_dir):
+        raise CheckpointError(f"{out_dir} already holds checkpoints; import into a new folder")
+    tc = TrainConfig()
+    with ckpt.manager(Path(out_dir)) as mgr:
+        ckpt.save(mgr, create_state(config, tc, params), ckpt.run_meta(config, tc, tokenizer, data=data, preset=""))
+        mgr.wait_until_finished()
+
+
+def import_main(argv: list[str]) -> int:
+    """`python -m jaxgpt import SOURCE --out-dir DIR [--meta meta.pkl]`: a ckpt.pt or Hugging Face directory as a
+    jaxgpt run folder. 0 when written, 2 for bad input (one line on stderr)."""
+    import argparse
+    import sys
+
+    from .errors import JaxgptError, UsageError
+
+    p = argparse.ArgumentParser(prog="python -m jaxgpt import", description=import_main.__doc__.splitlines()[0])
+    p.add_argument("source", type=Path, help="a nanoGPT ckpt.pt or a Hugging Face GPT-2 directory")
+    p.add_argument("--out-dir", type=Path, required=True, help="the new run folder")
+    p.add_argument("--meta", type=Path, help="nanoGPT's meta.pkl: the character vocabulary (needed for text)")
+    p.add_argument("--data", default="tinyshakespeare", help="what train.py --init-from DIR trains on by default")
+    args = p.parse_args(argv)
+    try:
+        if args.meta is None:
+            raise UsageError(f"{args.source} holds weights but no tokenizer: pass --meta meta.pkl (a character "
+                             f"vocabulary, e.g. nanoGPT's data/shakespeare_char/meta.pkl); without one, use the "
+                             f"library (jaxgpt.runimport.load_source) on token ids")
+        config, params, tokenizer = load_source(args.source, args.meta)
+        write_run(args.out_dir, config, params, tokenizer, data=args.data)
+    except (JaxgptError, ImportError) as e:
+        print(f"python -m jaxgpt import: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.source} as step 0 of {args.out_dir}: sample.py --out-dir {args.out_dir}, "
+          f"train.py --init-from {args.out_dir} --out-dir NEW")
+    return 0
