@@ -3,9 +3,11 @@
 Before config.json and the step-0 checkpoint are written, `fit_to_budget` runs on a throw-away copy of the fresh
 state everything the run will do once compiled: a few training calls, an evaluation, the final full pass and the
 closing sample. The first of each pays its compilation, so the real run finds them compiled (same shapes) and the
-estimate errs long. From the time already spent (counted from the process start), the time per step and the fixed
-costs it fixes `max_iters` and `lr_decay_iters`; they go into config.json and every checkpoint like any other field,
-so `--resume` continues the same schedule and never re-times. The clock is a parameter so tests can inject one.
+estimate errs long; only the training call compiles again (max_iters and lr_decay_iters are part of its program),
+which the plan counts once, and max_iters is a multiple of steps_per_call so no other call length compiles.
+From the time already spent (counted from the process start), the time per step and the fixed costs it fixes
+`max_iters` and `lr_decay_iters`; they go into config.json and every checkpoint like any other field, so
+`--resume` continues the same schedule and never re-times. The clock is a parameter so tests can inject one.
 """
 from __future__ import annotations
 
@@ -56,26 +58,27 @@ class Timing:
     """What fit_to_budget measured, in seconds."""
     elapsed: float      # from the command's start to the end of timing
     step: float         # one optimizer step, compiled
+    compile: float      # compiling the training call (the real run compiles it once more, for its max_iters)
     evaluation: float   # one estimate_loss of both splits (its first call, compilation included)
     final: float        # the final full pass plus the closing sample (first calls, compilation included)
 
 
-def plan_max_iters(budget_s: float, timing: Timing, eval_interval: int) -> int:
+def plan_max_iters(budget_s: float, timing: Timing, eval_interval: int, steps_per_call: int = 1) -> int:
     """The largest max_iters whose predicted run (evaluations at 0, every eval_interval and the end, then the final
-    pass and sample) ends by (1 - MARGIN) * budget_s; 0 when not even one step fits. A bisection: the prediction
-    grows with max_iters."""
+    pass and sample) ends by (1 - MARGIN) * budget_s, rounded down to whole calls of steps_per_call; 0 when not
+    even one call fits. A bisection: the prediction grows with max_iters."""
     limit = (1.0 - MARGIN) * budget_s
     lo, hi = 0, max(int((limit - timing.elapsed) / timing.step) + 1, 1)  # hi steps alone would overrun
     while lo < hi:
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if predicted_s(mid, timing, eval_interval) <= limit else (lo, mid - 1)
-    return lo
+    return lo - lo % steps_per_call
 
 
 def predicted_s(max_iters: int, timing: Timing, eval_interval: int) -> float:
     """The run's predicted wall time from the command's start, for `max_iters` steps."""
     n_evals = 1 + max_iters // eval_interval + (max_iters % eval_interval != 0)
-    return timing.elapsed + max_iters * timing.step + n_evals * timing.evaluation + timing.final
+    return timing.elapsed + timing.compile + max_iters * timing.step + n_evals * timing.evaluation + timing.final
 
 
 def measure(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, clock: Callable[[], float]) -> Timing:
@@ -84,6 +87,7 @@ def measure(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, clo
     started = clock() if run.started_s is None else run.started_s
     splits = {"train": sharding.put_replicated(train_np, mesh), "val": sharding.put_replicated(val_np, mesh)}
     copy = jax.tree.map(jnp.copy, state)
+    t_compile = clock()
     copy, metrics = train_steps_jit(copy, splits["train"], mc, tc, tc.steps_per_call)  # compiles
     jax.block_until_ready(metrics)
     t0 = clock()
@@ -99,21 +103,25 @@ def measure(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, clo
         jax.block_until_ready(generate(copy.params, mc, jnp.zeros((1, 1), jnp.int32), tc.sample_chars,
                                        make_keys(tc.seed)["sample"]))
     t3 = clock()
-    return Timing(elapsed=t3 - started, step=(t1 - t0) / (TIMED_CALLS * tc.steps_per_call),
+    step = (t1 - t0) / (TIMED_CALLS * tc.steps_per_call)
+    return Timing(elapsed=t3 - started, step=step, compile=max(t0 - t_compile - tc.steps_per_call * step, 0.0),
                   evaluation=t2 - t1, final=t3 - t2)
 
 
 def fit_to_budget(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, log=print,
                   clock: Callable[[], float] = time.monotonic) -> Run:
-    """`run` with max_iters (and lr_decay_iters) chosen so the whole command fits run.time_budget_s."""
+    """`run` with max_iters (and lr_decay_iters) chosen so the whole command fits run.time_budget_s; `run` itself
+    when it has no budget or resumes (a resumed run keeps its recorded max_iters)."""
+    if not run.time_budget_s or run.resume:
+        return run
     timing = measure(run, state, mesh, train_np, val_np, clock)
-    n = plan_max_iters(run.time_budget_s, timing, run.train.eval_interval)
+    n = plan_max_iters(run.time_budget_s, timing, run.train.eval_interval, run.train.steps_per_call)
     if n < 1:
         raise RunError(f"--time-budget {run.time_budget_s:g}s leaves no time to train: {timing.elapsed:.1f} s spent "
                        f"starting and compiling, {timing.final:.1f} s needed for the final pass and sample; "
                        f"give a longer budget")
-    log(f"time budget {run.time_budget_s:g} s: {timing.step * 1e3:.1f} ms/step, {timing.elapsed:.1f} s spent starting "
-        f"and compiling -> max_iters {n} (predicted {predicted_s(n, timing, run.train.eval_interval):.0f} s)")
+    log(f"time budget {run.time_budget_s:g} s: {timing.step * 1e3:.1f} ms/step, {timing.elapsed:.1f} s spent starting, "
+        f"compiling and timing -> max_iters {n} (predicted {predicted_s(n, timing, run.train.eval_interval):.0f} s)")
     return replace(run, train=replace(run.train, max_iters=n, lr_decay_iters=n))
 
 

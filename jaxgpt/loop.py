@@ -173,9 +173,8 @@ def train(run: Run, log=print, on_event: OnEvent | None = None, clock: Callable[
     data_sha = hashlib.sha256(train_np.tobytes() + val_np.tobytes()).hexdigest()[:16]
     t_start = time.perf_counter()
     state, restored = make_state(run, log, mesh)
-    if run.time_budget_s and not run.resume:  # before anything is written: the budget's max_iters is the run's
-        run = budget.fit_to_budget(run, state, mesh, train_np, val_np, log, clock or time.monotonic)
-        mc, tc = run.model, run.train
+    run = budget.fit_to_budget(run, state, mesh, train_np, val_np, log, clock or time.monotonic)  # before any write
+    mc, tc = run.model, run.train
     meta = ckpt.run_meta(mc, tc, tokenizer, preset=run.preset, data=run.data, data_sha256=data_sha)
     step = int(state.step)
     _check_restored(run, restored, step, data_sha, log)

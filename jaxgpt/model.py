@@ -78,6 +78,16 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, dropout: Callable[[jax.A
     return jnp.einsum("bhqk,bkhd->bqhd", wei.astype(v.dtype), v)  # (B, Tq, H, hs)
 
 
+def prepare_qk(config: GPTConfig, q: jax.Array, k: jax.Array, pos=0) -> tuple[jax.Array, jax.Array]:
+    """QK-norm and rotary positions (when switched on) of q, k (B, T, H, hs), both at positions pos..pos+T-1;
+    rotated at absolute positions, so keys cached at theirs stay valid."""
+    if config.qk_norm:
+        q, k = rms_norm(q).astype(q.dtype), rms_norm(k).astype(k.dtype)
+    if config.pos_embedding == "rope":
+        q, k = apply_rope(q, pos + jnp.arange(q.shape[1])), apply_rope(k, pos + jnp.arange(k.shape[1]))
+    return q, k
+
+
 def _dense(config: GPTConfig, features, *, n_in=1, bias=None, std=None, name=None) -> Dense:
     return Dense(tuple(features), n_in=n_in, use_bias=config.bias if bias is None else bias,
                  std=config.init_std if std is None else std, dtype=config.dtype,
@@ -114,10 +124,7 @@ class MultiHeadAttention(nn.Module):
         c = self.config
         qkv = _dense(c, (3, c.n_head, c.head_size), bias=c.qkv_bias, name="qkv")(x)  # (B, T, 3, H, hs)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        if c.qk_norm:
-            q, k = rms_norm(q).astype(q.dtype), rms_norm(k).astype(k.dtype)
-        if c.pos_embedding == "rope":  # rotated at their absolute positions, so cached keys stay valid
-            q, k = apply_rope(q, pos + jnp.arange(q.shape[1])), apply_rope(k, pos + jnp.arange(k.shape[1]))
+        q, k = prepare_qk(c, q, k, pos)
         if cache is not None:  # write this chunk's keys/values at pos, attend over all block_size slots
             k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), (0, pos, 0, 0))
             v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), (0, pos, 0, 0))

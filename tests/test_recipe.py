@@ -12,6 +12,7 @@ from jaxgpt import optim
 from jaxgpt.config import GPTConfig, TrainConfig
 from jaxgpt.layers import apply_rope, relu2, rms_norm, soft_cap
 from jaxgpt.model import MultiHeadAttention, init_params
+from jaxgpt.params import count_params
 from jaxgpt.presets import PRESETS, get_preset
 from jaxgpt.training import lr_schedule, make_optimizer
 
@@ -159,9 +160,18 @@ def test_wsd_schedule():
     assert float(lr_schedule(tc, 0.5)(50)) == 0.5
 
 
+# parameter counts at vocab 65 before the switches existed (48e5faf); the defaults keep every layout
+COUNTS = {"bigram": 4225, "baby": 804096, "lecture": 10788929, "shakespeare-char": 10745088, "ladder-bigram": 4225,
+          "ladder-pos": 4481, "ladder-head": 8609, "ladder-multihead": 8609, "ladder-ffwd": 10721,
+          "ladder-blocks": 23201, "ladder-residual": 41921, "ladder-layernorm": 42369, "ladder-dropout": 42369,
+          "babygpt": 23233}
+
+
 def test_defaults_are_todays_behaviour():
     for name, preset in PRESETS.items():
-        if isinstance(preset.model, GPTConfig):
+        if isinstance(preset.model, GPTConfig) and name != "baby-modern":
+            shapes = jax.eval_shape(init_params, replace(preset.model, vocab_size=65), jax.random.PRNGKey(0))
+            assert count_params(shapes) == COUNTS[name], name
             assert (preset.model.norm, preset.model.qk_norm, preset.model.zero_init_proj, preset.model.logit_softcap,
                     preset.train.optimizer, preset.train.schedule) == ("layer", False, False, 0.0, "adamw", "cosine")
     ln_f = jax.eval_shape(init_params, replace(TINY, norm="rms"), jax.random.PRNGKey(0))["ln_f"]

@@ -17,10 +17,12 @@ from jaxgpt.errors import UsageError
 
 SETS = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, eval_iters=2, eval_interval=8,
             ckpt_interval=8, steps_per_call=2, sample_chars=0, warmup_iters=2, decay_lr="true")
-# the injected clock: the command starts at 0; timing reads 10.0, then 2 calls x 2 steps of 0.1 s, an evaluation of
-# 0.5 s and a final pass + sample of 2 s. Predicted: 12.9 + 0.1 n + 0.5 (1 + ceil(n / 8)) + 2 <= 0.95 * 20.5 -> n 24
-READINGS = (0.0, 10.0, 10.4, 10.9, 12.9)
-TIMING = Timing(elapsed=12.9, step=0.1, evaluation=0.5, final=2.0)
+# the injected clock: the command starts at 0; the compiling call runs 5.0 -> 10.0 (4.8 s compile + 2 steps), then
+# 2 calls x 2 steps of 0.1 s, an evaluation of 0.5 s and a final pass + sample of 2 s.
+# Predicted: 12.9 + 4.8 + 0.1 n + 0.5 (1 + ceil(n / 8)) + 2 <= 0.95 * 25.6 -> n 24 (25 overruns; whole calls of 2)
+READINGS = (0.0, 5.0, 10.0, 10.4, 10.9, 12.9)
+TIMING = Timing(elapsed=12.9, step=0.1, compile=4.8, evaluation=0.5, final=2.0)
+BUDGET = "25.6s"
 
 
 class ScriptedClock:
@@ -68,10 +70,11 @@ def test_no_budget_means_nothing_timed():
 
 
 def test_plan_is_the_largest_that_fits():
-    n = plan_max_iters(20.5, TIMING, 8)
+    n = plan_max_iters(25.6, TIMING, 8, 2)
     assert n == 24
-    assert predicted_s(n, TIMING, 8) <= 0.95 * 20.5 < predicted_s(n + 1, TIMING, 8)
-    assert plan_max_iters(13.0, TIMING, 8) == 0  # the fixed costs alone overrun it
+    assert predicted_s(n, TIMING, 8) <= 0.95 * 25.6 < predicted_s(n + 1, TIMING, 8)
+    assert plan_max_iters(25.6, TIMING, 8, 5) == 20  # whole calls only
+    assert plan_max_iters(18.0, TIMING, 8) == 0  # the fixed costs alone overrun it
 
 
 def _state_leaves(out):
@@ -82,7 +85,7 @@ def _state_leaves(out):
 
 def test_budgeted_run_records_its_plan_and_resumes_without_retiming(text, tmp_path):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
-    assert train_main(args_for(text, straight, "--time-budget", "20.5s"), clock=ScriptedClock()) == 0
+    assert train_main(args_for(text, straight, "--time-budget", BUDGET), clock=ScriptedClock()) == 0
     config = json.loads((straight / "config.json").read_text())["train"]
     assert (config["max_iters"], config["lr_decay_iters"]) == (24, 24)
     want, meta = _state_leaves(straight)
@@ -93,7 +96,7 @@ def test_budgeted_run_records_its_plan_and_resumes_without_retiming(text, tmp_pa
     def interrupt(name, step=None, **_):
         if name == "progress" and step >= 10 and not sent:
             sent.append(os.kill(os.getpid(), signal.SIGINT))
-    assert train_main(args_for(text, broken, "--time-budget", "20.5s"), on_event=interrupt,
+    assert train_main(args_for(text, broken, "--time-budget", BUDGET), on_event=interrupt,
                       clock=ScriptedClock()) == 128 + signal.SIGINT
     assert train_main(["--out-dir", str(broken), "--resume"], clock=ScriptedClock(())) == 0  # a read would fail
     got, meta = _state_leaves(broken)
