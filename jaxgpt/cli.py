@@ -11,9 +11,11 @@ import signal
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 
-from . import config as cfg, loggers
+from . import budget, loggers
+from . import config as cfg
 from .presets import PRESETS, get_preset
 from .data import CharTokenizer, cache_dir
 from .errors import JaxgptError, UsageError
@@ -26,7 +28,6 @@ class _Parser(argparse.ArgumentParser):
 
 def enable_compile_cache() -> None:
     """Persistent XLA compilation cache under $JAXGPT_CACHE_DIR: a repeat run skips compilation."""
-    import jax
     jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
@@ -50,6 +51,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", type=Path, help="where the run's files go (default out/<preset>)")
     p.add_argument("--max-iters", type=int, help="stop after this many steps (the lr schedule is unchanged)")
     p.add_argument("--seed", type=int, help="root of every random key (default 1337)")
+    p.add_argument("--time-budget", metavar="DURATION", help="finish within DURATION (300s, 5m): fits max_iters")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="override config fields: --set n_layer=2 n_embd=64 (the flag may also repeat)")
     p.add_argument("--resume", action="store_true",
@@ -79,6 +81,7 @@ def parse_train_args(argv: list[str]) -> argparse.Namespace:
     if args.init_from is not None and args.preset is not None:
         raise UsageError(f"--preset {args.preset} and --init-from exclude each other: the model config comes "
                          f"from {args.init_from} (change it with --set)")
+    args.time_budget_s = budget.check_budget_flags(args)
     flags = {"max_iters": args.max_iters, "seed": args.seed}
     args.overrides = {**cfg.parse_sets(args.set), **{k: v for k, v in flags.items() if v is not None}}
     return args
@@ -116,8 +119,8 @@ def build_run(args: argparse.Namespace):
     return Run(data=meta["data"], resume=True, **common)
 
 
-def train_main(argv: list[str] | None = None, on_event=None) -> int:
-    """`train.py`: 0 when the run finished, 2 for bad input, 128 + n for signal n; `on_event` goes to loop.train."""
+def train_main(argv: list[str] | None = None, on_event=None, clock=None) -> int:
+    """`train.py`: 0 when the run finished, 2 for bad input, 128 + n for signal n; on_event, clock go to loop.train."""
     from . import loop, sharding
 
     _quiet()
@@ -125,9 +128,9 @@ def train_main(argv: list[str] | None = None, on_event=None) -> int:
     try:
         args = parse_train_args(argv)
         sharding.initialize(args.coordinator, args.num_processes, args.process_id)  # before any device or Orbax
-        run = build_run(args)
+        run = budget.with_budget(build_run(args), args.time_budget_s, clock)
         enable_compile_cache()
-        loop.train(run, on_event=loggers.chain(args.log, run, on_event))
+        loop.train(run, on_event=loggers.chain(args.log, run, on_event), clock=clock)
     except JaxgptError as e:
         return _fail("train.py", str(e))
     except loop.Interrupted as e:
@@ -190,7 +193,6 @@ def check_sample_args(args) -> None:
 
 def _sample_ngram(args, write) -> None:
     """sample.py on an n-gram out-dir: --prompt, --max-new-tokens, --num-samples, --temperature, --greedy, --seed."""
-    import jax
     from .ngram import FILE, NGramModel, rng_from_key
     from .training import make_keys
 

@@ -16,8 +16,11 @@ from typing import ClassVar
 
 from .errors import ConfigError
 
-POS_EMBEDDINGS = ("learned", "sinusoidal", "none")
-ACTIVATIONS = ("relu", "gelu", "gelu_exact")
+POS_EMBEDDINGS = ("learned", "sinusoidal", "rope", "none")
+ACTIVATIONS = ("relu", "gelu", "gelu_exact", "relu2")
+NORMS = ("layer", "rms")
+OPTIMIZERS = ("adamw", "muon")
+SCHEDULES = ("cosine", "wsd")
 MODELS = ("gpt", "bigram")
 DTYPES = ("float32", "bfloat16")
 SHARDINGS = ("data", "fsdp")
@@ -73,17 +76,24 @@ class GPTConfig(_Checked):
     n_head: int = 6                  # attention heads per Block, each n_embd // n_head wide
     n_embd: int = 384                # C; head size hs = n_embd // n_head
     dropout: float = 0.2             # on attention weights, attention output and feed-forward output (lecture)
-    pos_embedding: str = "learned"   # learned table (lecture) | fixed sinusoidal (Vaswani et al.) | none
+    pos_embedding: str = "learned"   # learned table (lecture) | fixed sinusoidal (Vaswani et al.) | rope: rotary q/k
+                                     # (Su et al. 2021, layers.apply_rope) | none
     ffwd: bool = True                # the feed-forward sub-layer of each Block
     ffwd_mult: int = 4               # hidden width = ffwd_mult * n_embd (lecture and nanoGPT: 4)
     residual: bool = True            # x + f(x) around both sub-layers (lecture, "residual connections")
     layer_norm: bool = True          # pre-norm LayerNorms ln1, ln2 and the final ln_f
+    norm: str = "layer"              # layer: LayerNorm (lecture) | rms: RMSNorm with a gain (Zhang & Sennrich 2019)
+    qk_norm: bool = False            # RMS-normalise each head's q, k (Henry et al. 2020; modded-nanogpt)
     bias: bool = True                # bias on Linear layers and LayerNorms (lecture: True; nanoGPT char: False)
     qkv_bias: bool = False           # bias on key/query/value (lecture: False; nanoGPT: same as bias)
-    activation: str = "relu"         # relu (lecture) | gelu (GPT-2, tanh approximation) | gelu_exact (erf: nanoGPT's nn.GELU())
+    activation: str = "relu"         # relu (lecture) | gelu (GPT-2, tanh approximation) | gelu_exact (erf: nanoGPT's
+                                     # nn.GELU()) | relu2 (Primer, So et al. 2021)
     tie_embeddings: bool = False     # lm_head reuses the token table (nanoGPT: True)
     init_std: float = 0.02           # N(0, init_std) for Linear and Embedding weights (both lecture and nanoGPT)
     scaled_residual_init: bool = False  # projections into the residual get init_std / sqrt(2 n_layer) (GPT-2)
+    zero_init_proj: bool = False     # projections into the residual start at zero: each Block starts as the identity
+                                     # (modded-nanogpt; Zhang et al. 2019 "Fixup")
+    logit_softcap: float = 0.0       # > 0: logits = cap * tanh(logits / cap) (Gemma 2; modded-nanogpt uses 15-30)
     dtype: str = "float32"           # compute dtype; params, softmax and loss stay float32
     scan_layers: bool = True         # nn.scan over Blocks: compile time independent of depth; same params either way
     remat: bool = False              # recompute Block activations in the backward pass (memory for compute)
@@ -98,6 +108,7 @@ class GPTConfig(_Checked):
         _check_choice("model", self.model, MODELS)
         _check_choice("pos_embedding", self.pos_embedding, POS_EMBEDDINGS)
         _check_choice("activation", self.activation, ACTIVATIONS)
+        _check_choice("norm", self.norm, NORMS)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_at_least(self, 1, "vocab_size", "block_size", "n_embd", "n_head", "ffwd_mult")
         _check_at_least(self, 0, "n_layer", "lora_rank")
@@ -107,6 +118,10 @@ class GPTConfig(_Checked):
             raise ConfigError(f"dropout {self.dropout} must be in [0, 1)")
         if self.pos_embedding == "sinusoidal" and self.n_embd % 2:
             raise ConfigError(f"sinusoidal positions need an even n_embd, got {self.n_embd}")
+        if self.pos_embedding == "rope" and self.head_size % 2:
+            raise ConfigError(f"rope positions need an even head size, got n_embd {self.n_embd} / n_head {self.n_head}")
+        if self.logit_softcap < 0:
+            raise ConfigError(f"logit_softcap {self.logit_softcap} must be >= 0 (0 disables it)")
 
 
 @documented
@@ -138,7 +153,10 @@ class TrainConfig(_Checked):
     the seed. Frozen and checked when built (ConfigError naming the value)."""
     batch_size: int = 64             # sequences per optimizer step (summed over accumulation micro-batches / devices)
     learning_rate: float = 3e-4      # peak learning rate
-    decay_lr: bool = False           # cosine decay after warm-up (nanoGPT); off = constant (lecture)
+    decay_lr: bool = False           # decay after warm-up (the shape is `schedule`); off = constant (lecture)
+    schedule: str = "cosine"         # cosine to min_lr at lr_decay_iters (nanoGPT) | wsd: warm-up, stable, then linear
+                                     # to min_lr over the last cooldown_frac of lr_decay_iters (Hägele et al. 2024)
+    cooldown_frac: float = 0.2       # wsd: the decaying share of lr_decay_iters (modded-nanogpt's cooldown_frac)
     warmup_iters: int = 0            # linear warm-up from 0 to learning_rate
     lr_decay_iters: int = 5000       # cosine reaches min_lr here; independent of max_iters so resume is exact
     min_lr: float = 3e-5             # floor of the cosine (nanoGPT: learning_rate / 10)
@@ -147,6 +165,10 @@ class TrainConfig(_Checked):
     beta1: float = 0.9               # AdamW first-moment decay (torch and optax default)
     beta2: float = 0.999             # AdamW second-moment decay (nanoGPT's small models: 0.99)
     grad_clip: float = 0.0           # global-norm clipping; 0 disables
+    optimizer: str = "adamw"         # adamw | muon: Muon (Jordan et al. 2024) on the Blocks' matrices, AdamW at
+                                     # learning_rate on embeddings, head, gains and biases (optim.py)
+    muon_lr: float = 0.05            # Muon's peak learning rate, same schedule shape (modded-nanogpt: 0.05)
+    muon_momentum: float = 0.95      # Muon's Nesterov momentum (modded-nanogpt: 0.95)
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (a scan inside the step)
     eval_interval: int = 500         # steps between estimate_loss calls
     eval_iters: int = 200            # random batches per split in estimate_loss (lecture)
@@ -159,6 +181,11 @@ class TrainConfig(_Checked):
 
     def _check(self) -> None:
         _check_choice("sharding", self.sharding, SHARDINGS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("schedule", self.schedule, SCHEDULES)
+        if not 0.0 < self.cooldown_frac <= 1.0 or self.muon_lr <= 0 or not 0.0 <= self.muon_momentum < 1.0:
+            raise ConfigError(f"cooldown_frac {self.cooldown_frac} must be in (0, 1], muon_lr {self.muon_lr} > 0 and "
+                              f"muon_momentum {self.muon_momentum} in [0, 1)")
         _check_at_least(self, 1, "batch_size", "max_iters", "eval_interval", "eval_iters", "ckpt_interval",
                         "keep_checkpoints", "steps_per_call", "gradient_accumulation_steps", "lr_decay_iters")
         if self.batch_size % self.gradient_accumulation_steps:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import config as cfg
-from . import flops, ngram, sharding
+from . import budget, flops, ngram, sharding
 from .data import CharTokenizer
 from .errors import RunError
 from .lora import count_trainable
@@ -156,10 +156,10 @@ def make_state(run: Run, log=print, mesh=None):
     return sharding.init_sharded(partial(create_state, mc, tc), mesh, params)[0], None
 
 
-def train(run: Run, log=print, on_event: OnEvent | None = None) -> dict:
+def train(run: Run, log=print, on_event: OnEvent | None = None, clock: Callable[[], float] | None = None) -> dict:
     """Train `run` (from scratch, resumed, or initialised from another run); returns the last metrics record.
     `on_event(name, **details)` is told of progress (see `Progress`). Raises Interrupted after saving if
-    SIGINT/SIGTERM arrives."""
+    SIGINT/SIGTERM arrives. With run.time_budget_s, max_iters is fitted on `clock` first (budget.py)."""
     if isinstance(run.model, cfg.NGramConfig):  # trained by counting, no gradient steps
         return train_ngram(run, log)
     run, tokenizer, train_np, val_np = prepare(run)
@@ -171,10 +171,11 @@ def train(run: Run, log=print, on_event: OnEvent | None = None) -> dict:
     main = sharding.is_main_process()  # process 0 alone prints and writes metrics; all of them save checkpoints
     log = log if main else (lambda *a, **k: None)
     data_sha = hashlib.sha256(train_np.tobytes() + val_np.tobytes()).hexdigest()[:16]
-    meta = ckpt.run_meta(mc, tc, tokenizer, preset=run.preset, data=run.data, data_sha256=data_sha)
-
     t_start = time.perf_counter()
     state, restored = make_state(run, log, mesh)
+    run = budget.fit_to_budget(run, state, mesh, train_np, val_np, log, clock or time.monotonic)  # before any write
+    mc, tc = run.model, run.train
+    meta = ckpt.run_meta(mc, tc, tokenizer, preset=run.preset, data=run.data, data_sha256=data_sha)
     step = int(state.step)
     _check_restored(run, restored, step, data_sha, log)
     with ckpt.manager(run.out_dir, tc.keep_checkpoints) as mgr, _Signals() as signals:

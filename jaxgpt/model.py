@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from .config import GPTConfig
+from .layers import apply_rope, relu2, rms_norm, soft_cap
 
 Cache = tuple[jax.Array, jax.Array] | None  # (k, v), each (n_layer, B, block_size, H, hs)
 
@@ -77,6 +78,16 @@ def attention(q: jax.Array, k: jax.Array, v: jax.Array, dropout: Callable[[jax.A
     return jnp.einsum("bhqk,bkhd->bqhd", wei.astype(v.dtype), v)  # (B, Tq, H, hs)
 
 
+def prepare_qk(config: GPTConfig, q: jax.Array, k: jax.Array, pos=0) -> tuple[jax.Array, jax.Array]:
+    """QK-norm and rotary positions (when switched on) of q, k (B, T, H, hs), both at positions pos..pos+T-1;
+    rotated at absolute positions, so keys cached at theirs stay valid."""
+    if config.qk_norm:
+        q, k = rms_norm(q).astype(q.dtype), rms_norm(k).astype(k.dtype)
+    if config.pos_embedding == "rope":
+        q, k = apply_rope(q, pos + jnp.arange(q.shape[1])), apply_rope(k, pos + jnp.arange(k.shape[1]))
+    return q, k
+
+
 def _dense(config: GPTConfig, features, *, n_in=1, bias=None, std=None, name=None) -> Dense:
     return Dense(tuple(features), n_in=n_in, use_bias=config.bias if bias is None else bias,
                  std=config.init_std if std is None else std, dtype=config.dtype,
@@ -84,7 +95,9 @@ def _dense(config: GPTConfig, features, *, n_in=1, bias=None, std=None, name=Non
 
 
 def _residual_std(config: GPTConfig) -> float:
-    """GPT-2 / nanoGPT: projections into the residual stream get std / sqrt(2 n_layer)."""
+    """GPT-2 / nanoGPT: projections into the residual stream get std / sqrt(2 n_layer); zero with zero_init_proj."""
+    if config.zero_init_proj:
+        return 0.0
     if config.scaled_residual_init and config.n_layer:
         return config.init_std / math.sqrt(2 * config.n_layer)
     return config.init_std
@@ -111,6 +124,7 @@ class MultiHeadAttention(nn.Module):
         c = self.config
         qkv = _dense(c, (3, c.n_head, c.head_size), bias=c.qkv_bias, name="qkv")(x)  # (B, T, 3, H, hs)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        q, k = prepare_qk(c, q, k, pos)
         if cache is not None:  # write this chunk's keys/values at pos, attend over all block_size slots
             k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), (0, pos, 0, 0))
             v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), (0, pos, 0, 0))
@@ -129,7 +143,8 @@ class FeedForward(nn.Module):
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         c = self.config
         h = _dense(c, (c.ffwd_mult * c.n_embd,), name="fc")(x)  # (B, T, 4C)
-        h = nn.relu(h) if c.activation == "relu" else nn.gelu(h, approximate=c.activation == "gelu")
+        h = {"relu": nn.relu, "relu2": relu2, "gelu": functools.partial(nn.gelu, approximate=True),
+             "gelu_exact": functools.partial(nn.gelu, approximate=False)}[c.activation](h)
         h = _dense(c, (c.n_embd,), std=_residual_std(c), name="proj")(h)  # (B, T, C)
         return nn.Dropout(c.dropout)(h, deterministic=deterministic)
 
@@ -137,6 +152,8 @@ class FeedForward(nn.Module):
 def _layer_norm(config: GPTConfig, name: str):
     if not config.layer_norm:
         return lambda x: x
+    if config.norm == "rms":
+        return nn.RMSNorm(epsilon=1e-5, dtype=jnp.float32, name=name)
     return nn.LayerNorm(epsilon=1e-5, use_bias=config.bias, dtype=jnp.float32, name=name)
 
 
@@ -206,7 +223,7 @@ class GPTLanguageModel(nn.Module):
                 logits = logits + self.lm_head_bias
         else:
             logits = self.lm_head(x)
-        return logits.astype(jnp.float32), cache  # (B, T, vocab_size)
+        return soft_cap(logits.astype(jnp.float32), c.logit_softcap), cache  # (B, T, vocab_size)
 
     def __call__(self, idx: jax.Array, targets: jax.Array | None = None, deterministic: bool = True):
         logits, _ = self._forward(idx, None, 0, deterministic)

@@ -82,6 +82,12 @@ PRESETS["babygpt"] = Preset(
     GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=32, ffwd_mult=2, dropout=0.0),
     TrainConfig(batch_size=32, learning_rate=3e-3, decay_lr=True, warmup_iters=100, lr_decay_iters=5000, min_lr=3e-4,
                 max_iters=5000, eval_interval=500, eval_iters=200, ckpt_interval=1000, steps_per_call=50))
+PRESETS["baby-modern"] = Preset(
+    "Candidate (issue 12, not yet measured at the full budget): baby with Muon (lr 0.05) on the Block matrices, rotary "
+    "positions, RMSNorm, QK-norm, ReLU^2, zero-initialised projections, logits capped at 15, warm-up/stable/decay.",
+    replace(PRESETS["baby"].model, pos_embedding="rope", norm="rms", qk_norm=True, activation="relu2",
+            zero_init_proj=True, logit_softcap=15.0),
+    replace(PRESETS["baby"].train, optimizer="muon", schedule="wsd"))
 PRESETS["ngram"] = Preset(
     "Count-based 7-gram with interpolated modified Kneser-Ney smoothing (--set smoothing=add_alpha alpha=0.05 for "
     "add-alpha); trains by counting, no gradient steps.",

@@ -33,6 +33,8 @@ class Run:
     resume: bool = False                      # continue the checkpoints in out_dir (configs are theirs)
     init_from: Path | None = None             # a new run from the params of this out-dir's latest checkpoint
     tokenizer: CharTokenizer | None = None    # the checkpoint's vocabulary when resuming or initialising from one
+    time_budget_s: float = 0.0                # > 0: budget.fit_to_budget chooses max_iters (a new run only)
+    started_s: float | None = None            # the command's start on the loop's clock (None: the loop's start)
 
 
 def check_out_dir(out_dir: Path) -> None:

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import sharding
+from . import optim, sharding
 from .config import GPTConfig, TrainConfig
 from .data import eval_windows, sample_batch
 from .model import cross_entropy, build_model, init_params, loss_fn
@@ -36,18 +36,23 @@ class TrainState:
     key: jax.Array       # (2,) uint32, the training key: batches and dropout fold in the step
 
 
-def lr_schedule(tc: TrainConfig):
-    """nanoGPT's get_lr: linear warm-up, cosine from learning_rate to min_lr at lr_decay_iters, then min_lr."""
+def lr_schedule(tc: TrainConfig, scale: float = 1.0):
+    """nanoGPT's get_lr: linear warm-up, cosine from learning_rate to min_lr at lr_decay_iters, then min_lr.
+    schedule "wsd": warm-up, learning_rate until the last cooldown_frac of lr_decay_iters, then linear to min_lr.
+    `scale` multiplies the whole curve (Muon's muon_lr / learning_rate)."""
     def schedule(it):
         it = jnp.asarray(it, jnp.float32)
-        if not tc.decay_lr:
-            return jnp.where(it < tc.warmup_iters, tc.learning_rate * (it + 1) / (tc.warmup_iters + 1),
-                             tc.learning_rate)
         warm = tc.learning_rate * (it + 1) / (tc.warmup_iters + 1)
-        span = max(tc.lr_decay_iters - tc.warmup_iters, 1)
-        ratio = jnp.clip((it - tc.warmup_iters) / span, 0.0, 1.0)
-        cosine = tc.min_lr + 0.5 * (1.0 + jnp.cos(math.pi * ratio)) * (tc.learning_rate - tc.min_lr)
-        return jnp.where(it < tc.warmup_iters, warm, cosine)
+        if not tc.decay_lr:
+            return scale * jnp.where(it < tc.warmup_iters, warm, tc.learning_rate)
+        if tc.schedule == "wsd":
+            start = max(tc.lr_decay_iters * (1.0 - tc.cooldown_frac), tc.warmup_iters)
+            ratio = jnp.clip((it - start) / max(tc.lr_decay_iters - start, 1), 0.0, 1.0)
+            decayed = tc.learning_rate + ratio * (tc.min_lr - tc.learning_rate)
+        else:
+            ratio = jnp.clip((it - tc.warmup_iters) / max(tc.lr_decay_iters - tc.warmup_iters, 1), 0.0, 1.0)
+            decayed = tc.min_lr + 0.5 * (1.0 + jnp.cos(math.pi * ratio)) * (tc.learning_rate - tc.min_lr)
+        return scale * jnp.where(it < tc.warmup_iters, warm, decayed)
     return schedule
 
 
@@ -57,13 +62,16 @@ def decay_mask(params):
 
 
 def make_optimizer(mc: GPTConfig, tc: TrainConfig) -> optax.GradientTransformation:
-    """Clip by global norm, then AdamW on the nanoGPT schedule. With LoRA (lora_rank > 0) only the adapters
-    train: every other update is exactly zero, so the base weights stay bit-identical."""
+    """Clip by global norm, then AdamW on the nanoGPT schedule (with optimizer "muon": Muon at muon_lr on the
+    Blocks' matrices, AdamW on the rest; optim.py). With LoRA (lora_rank > 0) only the adapters train: every other
+    update is exactly zero, so the base weights stay bit-identical."""
     if isinstance(mc, TrainConfig) and isinstance(tc, GPTConfig):
         warnings.warn("make_optimizer(tc, mc) is deprecated: pass the model config first, make_optimizer(mc, tc)",
                       DeprecationWarning, stacklevel=2)
         mc, tc = tc, mc
     adamw = optax.adamw(lr_schedule(tc), b1=tc.beta1, b2=tc.beta2, weight_decay=tc.weight_decay, mask=decay_mask)
+    if tc.optimizer == "muon":
+        adamw = optim.muon_adamw(lr_schedule(tc, tc.muon_lr / tc.learning_rate), tc.muon_momentum, adamw)
     opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), adamw) if tc.grad_clip > 0 else adamw
     if mc.lora_rank:
         labels = lambda params: jax.tree_util.tree_map_with_path(is_lora, params)

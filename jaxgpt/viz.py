@@ -16,7 +16,7 @@ import numpy as np
 
 from .attention import attention_weights
 from .config import GPTConfig
-from .model import Block, GPTLanguageModel
+from .model import Block, GPTLanguageModel, prepare_qk
 
 
 def have_matplotlib() -> bool:
@@ -82,7 +82,7 @@ def attention_maps(params, config: GPTConfig, idx) -> np.ndarray:
         (x, _), state = Block(config).apply({"params": p}, x, None, 0, True, capture_intermediates=True,
                                             mutable=["intermediates"])
         qkv = state["intermediates"]["sa"]["qkv"]["__call__"][0]  # (1, T, 3, H, hs)
-        maps.append(attention_weights(qkv[:, :, 0], qkv[:, :, 1])[0])  # (H, T, T)
+        maps.append(attention_weights(*prepare_qk(config, qkv[:, :, 0], qkv[:, :, 1]))[0])  # (H, T, T)
     return np.asarray(jnp.stack(maps))
 
 

@@ -12,11 +12,11 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jaxgpt"
 # the extras beside it); 3 checkpoints; 4 the side effects of a run; 5 command lines and the package's front.
 LAYERS = {
     "errors": 0, "config": 0, "presets": 0, "data": 0,
-    "model": 1, "params": 1,
+    "model": 1, "params": 1, "layers": 1,
     "training": 2, "sampling": 2, "sharding": 2, "flops": 2, "ngram": 2, "lora": 2, "attention": 2, "viz": 2,
-    "speculative": 2,
+    "speculative": 2, "optim": 2,
     "checkpoint": 3, "drafts": 3, "interop": 3, "runimport": 3,
-    "rundir": 4, "loop": 4, "loggers": 4,
+    "rundir": 4, "budget": 4, "loop": 4, "loggers": 4,
     "cli": 5, "__main__": 5, "__init__": 5,
 }
 

@@ -1,0 +1,99 @@
+"""Time to quality: what `train.py --preset P --time-budget B` reaches when B is set by this machine's own speed.
+
+In one run: time the PyTorch reference (`../shared/bench/reference_torch.py --style nanogpt`) at nanoGPT's CPU recipe
+shape (4 layers, 4 heads, 128 wide, block 64, batch 12) per step, set B = 4 x the wall time of that recipe's 2000
+iterations (issue 12: about 5 minutes on either machine class seen), then run `train.py --preset P --time-budget B`
+as a user would (a fresh process, a cold compile cache) and print the CPU model, B, the wall time and
+`val_loss_full`. `--budget-scale` shrinks B for a screening pass (say so when you report it).
+
+    python bench/time_to_quality.py                          # the issue's measurement, preset baby
+    python bench/time_to_quality.py --preset baby-modern --seeds 1337 1 2
+    python bench/time_to_quality.py --budget 90s --preset baby   # a fixed budget: no PyTorch timing
+    python bench/time_to_quality.py --iters 500 --set optimizer=muon  # fixed steps (lr_decay_iters too): per token
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's jaxgpt, not an installed one
+REFERENCE = REPO.parent / "shared" / "bench" / "reference_torch.py"
+NANOGPT_CPU = ["--style", "nanogpt", "--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64",
+               "--batch-size", "12", "--dropout", "0.0", "--lr", "1e-3", "--eval-iters", "1", "--sample-tokens", "1"]
+RECIPE_ITERS = 2000   # nanoGPT's README CPU recipe: --max_iters=2000
+BUDGET_FACTOR = 4     # issue 12: B = 4 x that recipe's wall time
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} CPUs)"
+    return f"unknown ({os.cpu_count()} CPUs)"
+
+
+def torch_step_s(data: Path, steps: int) -> float:
+    """Seconds per training step of the PyTorch reference at nanoGPT's CPU shape (after 5 warm-up steps)."""
+    out = subprocess.run([sys.executable, str(REFERENCE), "--data", str(data), *NANOGPT_CPU, "--steps", str(steps),
+                          "--warmup", "5"], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["step_ms"] / 1000.0
+
+
+def run_budgeted(preset: str, budget_s: float | None, seed: int, sets: list[str], iters: int | None = None) -> dict:
+    """`train.py --preset P --time-budget B` (or `--max-iters N --set lr_decay_iters=N`) in a fresh process with a
+    cold compile cache; its wall time and metrics."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "JAXGPT_CACHE_DIR": str(Path(tmp) / "cache")}  # cold: nothing compiled before
+        cmd = [sys.executable, str(REPO / "train.py"), "--preset", preset, "--out-dir", str(Path(tmp) / "run"),
+               "--seed", str(seed), *(["--time-budget", f"{budget_s:.1f}s"] if iters is None else
+                                     ["--max-iters", str(iters), "--set", f"lr_decay_iters={iters}"]),
+               *(["--set", *sets] if sets else [])]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if proc.returncode:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+        train = json.loads((Path(tmp) / "run" / "config.json").read_text())["train"]
+    return {"preset": preset, "seed": seed, "sets": sets, "budget_s": budget_s and round(budget_s, 1),
+            "wall_s": round(wall, 1),
+            "max_iters": train["max_iters"], "val_loss_full": records[-1].get("val_loss_full")}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="baby")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1337])
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="passed to train.py --set")
+    p.add_argument("--budget", help="a fixed budget (e.g. 90s) instead of 4 x the PyTorch recipe's wall time")
+    p.add_argument("--budget-scale", type=float, default=1.0, help="multiply the budget (screening runs)")
+    p.add_argument("--torch-steps", type=int, default=50, help="timed PyTorch steps")
+    p.add_argument("--iters", type=int, help="no budget: train exactly this many steps (schedule fitted to them)")
+    a = p.parse_args()
+    data = Path(os.environ.get("JAXGPT_DATA_DIR", REPO / "data")) / "tinyshakespeare.txt"
+    print(f"CPU: {cpu_model()}; date {time.strftime('%Y-%m-%d', time.gmtime())}", flush=True)
+    if a.iters is not None:
+        budget = None
+        print(f"fixed steps: {a.iters} (lr_decay_iters {a.iters}), no budget", flush=True)
+    elif a.budget is None:
+        step = torch_step_s(data, a.torch_steps)
+        budget = BUDGET_FACTOR * RECIPE_ITERS * step * a.budget_scale
+        print(f"PyTorch nanogpt CPU recipe: {step * 1e3:.2f} ms/step -> {RECIPE_ITERS} iterations "
+              f"{RECIPE_ITERS * step:.1f} s; budget B = {BUDGET_FACTOR} x that x {a.budget_scale:g} = {budget:.1f} s",
+              flush=True)
+    else:
+        from jaxgpt.budget import parse_duration
+        budget = parse_duration(a.budget) * a.budget_scale
+        print(f"fixed budget B = {budget:.1f} s", flush=True)
+    for seed in a.seeds:
+        print(json.dumps(run_budgeted(a.preset, budget, seed, a.set, a.iters)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

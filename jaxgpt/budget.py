@@ -1,0 +1,146 @@
+"""`train.py --time-budget 5m`: choose max_iters so the whole command ends within a wall-clock budget.
+
+Before config.json and the step-0 checkpoint are written, `fit_to_budget` runs on a throw-away copy of the fresh
+state everything the run will do once compiled: a few training calls, an evaluation, the final full pass and the
+closing sample. The first of each pays its compilation, so the real run finds them compiled (same shapes) and the
+estimate errs long; only the training call compiles again (max_iters and lr_decay_iters are part of its program),
+which the plan counts once, and max_iters is a multiple of steps_per_call so no other call length compiles.
+From the time already spent (counted from the process start), the time per step and the fixed costs it fixes
+`max_iters` and `lr_decay_iters`; they go into config.json and every checkpoint like any other field, so
+`--resume` continues the same schedule and never re-times. The clock is a parameter so tests can inject one.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import sharding
+from .errors import RunError, UsageError
+from .rundir import Run
+from .sampling import generate
+from .training import estimate_loss, evaluate_full, make_keys, train_steps_jit
+
+MARGIN = 0.05        # share of the budget kept free: checkpoint writes, loss.png, process exit, clock noise
+TIMED_CALLS = 2      # compiled training calls timed after the one that compiles
+
+
+def parse_duration(text: str) -> float:
+    """'300s', '5m', '1h', '90' (seconds), '1m30s' -> seconds; UsageError naming the text otherwise."""
+    parts = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*", text)
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise UsageError(f"--time-budget {text!r} is not a duration: give e.g. 300s, 5m, 1m30s or 1h")
+    h, m, s = (float(g or 0) for g in parts.groups())
+    seconds = 3600 * h + 60 * m + s
+    if seconds <= 0:
+        raise UsageError(f"--time-budget {text!r} must be longer than 0 s")
+    return seconds
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (Linux /proc; 0 elsewhere), so the budget counts interpreter start-up."""
+    try:
+        start_ticks = float(open("/proc/self/stat").read().rsplit(")", 1)[1].split()[19])
+        uptime = float(open("/proc/uptime").read().split()[0])
+        return max(uptime - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+@dataclass(frozen=True)
+class Timing:
+    """What fit_to_budget measured, in seconds."""
+    elapsed: float      # from the command's start to the end of timing
+    step: float         # one optimizer step, compiled
+    compile: float      # compiling the training call (the real run compiles it once more, for its max_iters)
+    evaluation: float   # one estimate_loss of both splits (its first call, compilation included)
+    final: float        # the final full pass plus the closing sample (first calls, compilation included)
+
+
+def plan_max_iters(budget_s: float, timing: Timing, eval_interval: int, steps_per_call: int = 1) -> int:
+    """The largest max_iters whose predicted run (evaluations at 0, every eval_interval and the end, then the final
+    pass and sample) ends by (1 - MARGIN) * budget_s, rounded down to whole calls of steps_per_call; 0 when not
+    even one call fits. A bisection: the prediction grows with max_iters."""
+    limit = (1.0 - MARGIN) * budget_s
+    lo, hi = 0, max(int((limit - timing.elapsed) / timing.step) + 1, 1)  # hi steps alone would overrun
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if predicted_s(mid, timing, eval_interval) <= limit else (lo, mid - 1)
+    return lo - lo % steps_per_call
+
+
+def predicted_s(max_iters: int, timing: Timing, eval_interval: int) -> float:
+    """The run's predicted wall time from the command's start, for `max_iters` steps."""
+    n_evals = 1 + max_iters // eval_interval + (max_iters % eval_interval != 0)
+    return timing.elapsed + timing.compile + max_iters * timing.step + n_evals * timing.evaluation + timing.final
+
+
+def measure(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, clock: Callable[[], float]) -> Timing:
+    """Time the run's compiled pieces on a copy of `state` (training calls donate their state; this one is spent)."""
+    mc, tc = run.model, run.train
+    started = clock() if run.started_s is None else run.started_s
+    splits = {"train": sharding.put_replicated(train_np, mesh), "val": sharding.put_replicated(val_np, mesh)}
+    copy = jax.tree.map(jnp.copy, state)
+    t_compile = clock()
+    copy, metrics = train_steps_jit(copy, splits["train"], mc, tc, tc.steps_per_call)  # compiles
+    jax.block_until_ready(metrics)
+    t0 = clock()
+    for _ in range(TIMED_CALLS):
+        copy, metrics = train_steps_jit(copy, splits["train"], mc, tc, tc.steps_per_call)
+        jax.block_until_ready(metrics)
+    t1 = clock()
+    with sharding.mesh_context(mesh):
+        jax.block_until_ready(estimate_loss(copy.params, splits, make_keys(tc.seed)["eval"], mc, tc))
+    t2 = clock()
+    evaluate_full(copy.params, val_np, mc)
+    if tc.sample_chars:
+        jax.block_until_ready(generate(copy.params, mc, jnp.zeros((1, 1), jnp.int32), tc.sample_chars,
+                                       make_keys(tc.seed)["sample"]))
+    t3 = clock()
+    step = (t1 - t0) / (TIMED_CALLS * tc.steps_per_call)
+    return Timing(elapsed=t3 - started, step=step, compile=max(t0 - t_compile - tc.steps_per_call * step, 0.0),
+                  evaluation=t2 - t1, final=t3 - t2)
+
+
+def fit_to_budget(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, log=print,
+                  clock: Callable[[], float] = time.monotonic) -> Run:
+    """`run` with max_iters (and lr_decay_iters) chosen so the whole command fits run.time_budget_s; `run` itself
+    when it has no budget or resumes (a resumed run keeps its recorded max_iters)."""
+    if not run.time_budget_s or run.resume:
+        return run
+    timing = measure(run, state, mesh, train_np, val_np, clock)
+    n = plan_max_iters(run.time_budget_s, timing, run.train.eval_interval, run.train.steps_per_call)
+    if n < 1:
+        raise RunError(f"--time-budget {run.time_budget_s:g}s leaves no time to train: {timing.elapsed:.1f} s spent "
+                       f"starting and compiling, {timing.final:.1f} s needed for the final pass and sample; "
+                       f"give a longer budget")
+    log(f"time budget {run.time_budget_s:g} s: {timing.step * 1e3:.1f} ms/step, {timing.elapsed:.1f} s spent starting, "
+        f"compiling and timing -> max_iters {n} (predicted {predicted_s(n, timing, run.train.eval_interval):.0f} s)")
+    return replace(run, train=replace(run.train, max_iters=n, lr_decay_iters=n))
+
+
+def check_budget_flags(args) -> float:
+    """--time-budget as seconds (0.0 without it); it fits a new run's max_iters, so --resume and --max-iters refuse."""
+    if args.time_budget is None:
+        return 0.0
+    if args.resume:
+        raise UsageError(f"--time-budget {args.time_budget}: --resume continues the checkpoint's max_iters and never "
+                         f"re-times; extend that run with --max-iters")
+    if args.max_iters is not None:
+        raise UsageError(f"--time-budget {args.time_budget} chooses max_iters; drop --max-iters {args.max_iters}")
+    return parse_duration(args.time_budget)
+
+
+def with_budget(run: Run, time_budget_s: float, clock: Callable[[], float] | None = None) -> Run:
+    """`run` carrying the budget and the command's start on `clock` (default: time.monotonic, less the time this
+    process ran before, so interpreter start-up and imports count too)."""
+    if not time_budget_s:
+        return run
+    started = clock() if clock is not None else time.monotonic() - process_age_s()
+    return replace(run, time_budget_s=time_budget_s, started_s=started)

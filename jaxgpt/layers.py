@@ -1,0 +1,49 @@
+"""The modern recipe's small pieces, as pure functions on arrays: RMSNorm, rotary positions, ReLU^2, logit soft-cap.
+
+Each is a switch in `GPTConfig` (default: off, today's lecture / nanoGPT behaviour); `model.py` calls them. References:
+- RMSNorm: Zhang & Sennrich (2019), "Root Mean Square Layer Normalization" (LLaMA, modded-nanogpt).
+- rotary position embeddings: Su et al. (2021), "RoFormer" (GPT-NeoX's half-split layout, as in LLaMA/modded-nanogpt).
+- QK-norm: Henry et al. (2020), "Query-Key Normalization for Transformers"; RMS form as in modded-nanogpt.
+- ReLU^2: So et al. (2021), "Primer: Searching for Efficient Transformers for Language Modeling".
+- logit soft-capping: Gemma 2 (2024), cap * tanh(logits / cap); modded-nanogpt caps its logits too.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+ROPE_BASE = 10000.0  # RoFormer's base wavelength
+
+
+def rms_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
+    """x / sqrt(mean(x^2) + eps) over the last axis, in float32, with no gain (the gain is the module's)."""
+    x = x.astype(jnp.float32)
+    return x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + eps)
+
+
+def rope_angles(positions: jax.Array, head_size: int, base: float = ROPE_BASE) -> tuple[jax.Array, jax.Array]:
+    """cos and sin of position * base^(-2i/hs) for i < hs/2, at absolute `positions` (T,): each (T, hs/2)."""
+    inv_freq = base ** (-jnp.arange(0, head_size, 2, dtype=jnp.float32) / head_size)  # (hs/2,)
+    angles = jnp.asarray(positions, jnp.float32)[:, None] * inv_freq[None, :]  # (T, hs/2)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rope(x: jax.Array, positions: jax.Array) -> jax.Array:
+    """Rotate each pair (x[..., i], x[..., i + hs/2]) of x (B, T, H, hs) by its position's angle (RoFormer).
+
+    q_m . k_n after rotation depends on m - n only, so a key cached at its absolute position stays valid."""
+    hs = x.shape[-1]
+    cos, sin = rope_angles(positions, hs)
+    cos, sin = cos[None, :, None, :], sin[None, :, None, :]  # (1, T, 1, hs/2)
+    x1, x2 = x[..., : hs // 2].astype(jnp.float32), x[..., hs // 2:].astype(jnp.float32)
+    return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x.dtype)
+
+
+def relu2(x: jax.Array) -> jax.Array:
+    """ReLU(x)^2 (Primer)."""
+    return jnp.square(jax.nn.relu(x))
+
+
+def soft_cap(logits: jax.Array, cap: float) -> jax.Array:
+    """cap * tanh(logits / cap): smooth, bounded to (-cap, cap); cap <= 0 leaves the logits as they are."""
+    return cap * jnp.tanh(logits / cap) if cap > 0 else logits

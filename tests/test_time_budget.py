@@ -1,0 +1,104 @@
+"""--time-budget: the duration parser, the flag checks, the plan, and a budgeted run on an injected clock (wall time
+on a busy 2-core machine would make these flaky): max_iters chosen and recorded, and --resume never re-times."""
+import json
+import os
+import signal
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgpt import budget
+from jaxgpt import checkpoint as ckpt
+from jaxgpt.budget import Timing, parse_duration, plan_max_iters, predicted_s
+from jaxgpt.cli import parse_train_args, train_main
+from jaxgpt.errors import UsageError
+
+SETS = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, eval_iters=2, eval_interval=8,
+            ckpt_interval=8, steps_per_call=2, sample_chars=0, warmup_iters=2, decay_lr="true")
+# the injected clock: the command starts at 0; the compiling call runs 5.0 -> 10.0 (4.8 s compile + 2 steps), then
+# 2 calls x 2 steps of 0.1 s, an evaluation of 0.5 s and a final pass + sample of 2 s.
+# Predicted: 12.9 + 4.8 + 0.1 n + 0.5 (1 + ceil(n / 8)) + 2 <= 0.95 * 25.6 -> n 24 (25 overruns; whole calls of 2)
+READINGS = (0.0, 5.0, 10.0, 10.4, 10.9, 12.9)
+TIMING = Timing(elapsed=12.9, step=0.1, compile=4.8, evaluation=0.5, final=2.0)
+BUDGET = "25.6s"
+
+
+class ScriptedClock:
+    def __init__(self, readings=READINGS):
+        self.readings = list(readings)
+
+    def __call__(self):
+        assert self.readings, "the clock was read more often than a budgeted start reads it"
+        return self.readings.pop(0)
+
+
+def args_for(text, out, *extra):
+    return ["--data", str(text), "--out-dir", str(out), *[a for k, v in SETS.items() for a in ("--set", f"{k}={v}")],
+            *extra]
+
+
+@pytest.fixture(scope="module")
+def text():
+    return Path(__file__).parent / "data" / "tinyshakespeare_head.txt"
+
+
+@pytest.mark.parametrize("given,seconds", [("300s", 300), ("5m", 300), ("1m30s", 90), ("90", 90), ("1.5h", 5400)])
+def test_parse_duration(given, seconds):
+    assert parse_duration(given) == seconds
+
+
+@pytest.mark.parametrize("given", ["", "5 minutes", "m", "0s", "-3s", "5x"])
+def test_bad_durations_name_the_text(given):
+    with pytest.raises(UsageError, match="--time-budget"):
+        parse_duration(given)
+
+
+@pytest.mark.parametrize("extra,match", [(["--resume"], "never re-times"), (["--max-iters", "9"], "drop --max-iters"),
+                                         ([], "not a duration")])
+def test_flag_conflicts_are_one_line_and_exit_2(text, tmp_path, capsys, extra, match):
+    budget_text = "soon" if not extra else "5m"
+    assert train_main(args_for(text, tmp_path / "run", "--time-budget", budget_text, *extra)) == 2
+    err = capsys.readouterr().err
+    assert match in err and err.count("\n") == 1 and not (tmp_path / "run").exists()
+
+
+def test_no_budget_means_nothing_timed():
+    args = parse_train_args(["--preset", "baby"])
+    assert args.time_budget_s == 0.0 and budget.with_budget("run", 0.0) == "run"
+
+
+def test_plan_is_the_largest_that_fits():
+    n = plan_max_iters(25.6, TIMING, 8, 2)
+    assert n == 24
+    assert predicted_s(n, TIMING, 8) <= 0.95 * 25.6 < predicted_s(n + 1, TIMING, 8)
+    assert plan_max_iters(25.6, TIMING, 8, 5) == 20  # whole calls only
+    assert plan_max_iters(18.0, TIMING, 8) == 0  # the fixed costs alone overrun it
+
+
+def _state_leaves(out):
+    with ckpt.manager(out, read_only=True) as mgr:
+        state, meta, skipped = ckpt.restore_latest(mgr)
+    return [np.asarray(x) for x in jax.tree.leaves(state)], meta
+
+
+def test_budgeted_run_records_its_plan_and_resumes_without_retiming(text, tmp_path):
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    assert train_main(args_for(text, straight, "--time-budget", BUDGET), clock=ScriptedClock()) == 0
+    config = json.loads((straight / "config.json").read_text())["train"]
+    assert (config["max_iters"], config["lr_decay_iters"]) == (24, 24)
+    want, meta = _state_leaves(straight)
+    assert meta["step"] == 24 and meta["config"]["train"]["max_iters"] == 24
+
+    sent = []
+
+    def interrupt(name, step=None, **_):
+        if name == "progress" and step >= 10 and not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+    assert train_main(args_for(text, broken, "--time-budget", BUDGET), on_event=interrupt,
+                      clock=ScriptedClock()) == 128 + signal.SIGINT
+    assert train_main(["--out-dir", str(broken), "--resume"], clock=ScriptedClock(())) == 0  # a read would fail
+    got, meta = _state_leaves(broken)
+    assert meta["step"] == 24
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
