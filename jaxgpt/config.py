@@ -45,7 +45,8 @@ def documented(cls):
         source = inspect.getsource(cls)
     except (OSError, TypeError):  # no source (a frozen or zipped install): the fields without their comments
         source = ""
-    comments = dict(re.findall(r"^\s+(\w+): [^#\n]*#\s*(.*)$", source, re.M))
+    comments = {name: " ".join(re.findall(r"#\s*(.*)", text)) for name, text in
+                re.findall(r"^\s+(\w+): [^#\n]*(#.*(?:\n\s+#.*)*)", source, re.M)}  # continuation lines too
     lines = [f"  {f.name} = {f.default!r}: {comments.get(f.name, '')}".rstrip(": ") for f in dataclasses.fields(cls)]
     cls.__doc__ = f"{cls.__doc__.strip()}\n\nFields:\n" + "\n".join(lines)
     return cls
