@@ -164,8 +164,8 @@ def check_sample_args(args) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} {value} must be >= 1")
-    if args.temperature is not None and args.temperature <= 0:
-        raise UsageError(f"--temperature {args.temperature} must be > 0 (for greedy decoding use --greedy)")
+    if args.temperature is not None and not 0 < args.temperature < float("inf"):  # also refuses nan
+        raise UsageError(f"--temperature {args.temperature} must be a finite number > 0 (greedy: --greedy)")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UsageError(f"--top-p {args.top_p} must be in (0, 1]")
     if args.step is not None and args.step < 0:

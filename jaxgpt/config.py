@@ -37,8 +37,9 @@ def _check_at_least(config, minimum: int, *names: str) -> None:
 def _check_range(config, name: str, low: float, high: float = math.inf, *, open_low=False, open_high=False):
     value = getattr(config, name)
     if (value < low or (open_low and value == low)) or (value > high or (open_high and value == high)):
-        span = f"{'(' if open_low else '['}{low}, {high}{')' if open_high or high == math.inf else ']'}"
-        raise ConfigError(f"{name} {value} must be in {span}")
+        span = f"{'>' if open_low else '>='} {low}" if high == math.inf else \
+            f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise ConfigError(f"{name} {value} must be {span}")
 
 
 def _check_types(config) -> None:

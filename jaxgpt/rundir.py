@@ -19,7 +19,8 @@ from . import ngram
 from .data import CharTokenizer, load_text, train_val_split
 from .errors import RunError
 
-RUN_FILES = ("metrics.jsonl", "checkpoints", ngram.FILE)  # what a run has to lose; config/tokenizer are rewritten
+# what a run has to lose besides complete checkpoints; config.json and tokenizer.json are written again
+RUN_FILES = ("metrics.jsonl", ngram.FILE)
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def check_out_dir(out_dir: Path) -> None:
                        f"continue that run, or choose another --out-dir (nothing was touched)")
     held = [name for name in RUN_FILES if (out_dir / name).exists()]
     if held == ["metrics.jsonl"] and not MetricsLog.read(out_dir / "metrics.jsonl"):
-        return  # an empty log: a kill before the first record
+        return  # an empty log and no complete checkpoint: a kill before the first record, nothing to lose
     if held:
         raise RunError(f"out-dir {out_dir} already holds a run ({', '.join(held)}) with no checkpoint to resume; "
                        f"choose another --out-dir (nothing was overwritten)")
