@@ -216,7 +216,8 @@ def set_aside(out_dir: Path, steps: list[int], log=print) -> None:
 def _open(out_dir: Path) -> ocp.CheckpointManager:
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
-        raise CheckpointError(f"out-dir {out_dir} does not exist")
+        raise CheckpointError(f"out-dir {out_dir} is a file, not a run's folder" if out_dir.exists() else
+                              f"out-dir {out_dir} does not exist")
     if (out_dir / NGRAM_FILE).is_file():
         raise CheckpointError(f"out-dir {out_dir} holds an n-gram count model ({NGRAM_FILE}), which has no "
                               f"checkpoints: load it with jaxgpt.ngram.NGramModel.load")

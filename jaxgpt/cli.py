@@ -5,8 +5,6 @@ Bad input is one line on stderr and exit status 2; nothing on disk is touched be
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -17,29 +15,14 @@ import numpy as np
 from . import budget, loggers
 from . import config as cfg
 from .presets import PRESETS, get_preset
-from .data import CharTokenizer, cache_dir
-from .errors import JaxgptError, UsageError
+from .data import CharTokenizer
+from .errors import UsageError
+from .cmdline import enable_compile_cache, exit_status, pause_hook, quiet
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
-
-
-def enable_compile_cache() -> None:
-    """Persistent XLA compilation cache under $JAXGPT_CACHE_DIR: a repeat run skips compilation."""
-    jax.config.update("jax_compilation_cache_dir", str(cache_dir() / "xla"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-
-
-def _quiet() -> None:
-    """Orbax logs absl warnings for ordinary events (a read-only manager); a CLI user needs only our own."""
-    logging.getLogger("absl").setLevel(logging.ERROR)
-
-
-def _fail(prog: str, message: str) -> int:
-    print(f"{prog}: error: {message}", file=sys.stderr)
-    return 2
 
 
 # ---------------------------------------------------------------------------------------------------- train.py
@@ -61,6 +44,7 @@ def train_parser() -> argparse.ArgumentParser:
                    help="start a new run from the params of DIR's newest checkpoint (DIR's config plus --set; "
                         "e.g. --set lora_rank=4 trains adapters only)")
     loggers.add_flag(p)
+    p.add_argument("--debug", action="store_true", help="on an error, print the whole traceback")
     dist = p.add_argument_group("several processes (jax.distributed; TPU pods and SLURM need none of these)")
     dist.add_argument("--coordinator", metavar="HOST:PORT",
                       help="process 0's address, the same on every process; 'auto' lets JAX read the cluster")
@@ -92,7 +76,7 @@ def build_run(args: argparse.Namespace):
     --init-from), then the overrides, then (on --resume) the check that only max_iters changed. Reads a
     checkpoint's meta, so `jax.distributed` must have started first."""
     from . import checkpoint as ckpt
-    from .rundir import Run
+    from .rundir import Run, read_run_files
 
     if not (args.resume or args.init_from):
         name = args.preset or "baby"
@@ -100,7 +84,10 @@ def build_run(args: argparse.Namespace):
         model, train = cfg.apply_overrides(preset.model, preset.train, args.overrides)
         return Run(model=model, train=train, out_dir=args.out_dir or Path("out") / name,
                    data=args.data or "tinyshakespeare", preset=name)
-    meta = ckpt.latest_meta(args.out_dir if args.resume else args.init_from)
+    if args.resume and not ckpt.has_checkpoints(args.out_dir) and (args.out_dir / "config.json").is_file():
+        meta = read_run_files(args.out_dir)  # killed before its first checkpoint: start it, nothing to lose
+    else:
+        meta = ckpt.latest_meta(args.out_dir if args.resume else args.init_from)
     base = cfg.from_dict(meta["config"])
     model, train = cfg.apply_overrides(*base, args.overrides)
     common = dict(model=model, train=train, out_dir=args.out_dir, preset=meta.get("preset", ""),
@@ -110,35 +97,44 @@ def build_run(args: argparse.Namespace):
     for flag, given, held in (("--preset", args.preset, meta.get("preset")), ("--data", args.data, meta["data"])):
         if given is not None and given != held:
             raise cfg.ConfigError(f"{flag} {given} conflicts with the checkpoint's {held!r}; on --resume the run's "
-                                  f"config comes from {args.out_dir} and only --max-iters may change")
+                                  f"config comes from {args.out_dir} and only {', '.join(RESUMABLE)} may change")
     conflicts = [f"{k}={getattr(new, k)!r} (checkpoint: {getattr(old, k)!r})"
-                 for new, old in zip((model, train), base) for k in cfg.changed_fields(new, old) if k != "max_iters"]
+                 for new, old in zip((model, train), base) for k in cfg.changed_fields(new, old) if k not in RESUMABLE]
     if conflicts:
         raise cfg.ConfigError(f"{', '.join(conflicts)} conflicts with the checkpoint in {args.out_dir}; on --resume "
-                              f"only --max-iters may change")
-    return Run(data=meta["data"], resume=True, **common)
+                              f"only {', '.join(RESUMABLE)} may change")
+    changed = [f"{k} {getattr(base[1], k)} -> {getattr(train, k)}" for k in cfg.changed_fields(train, base[1])
+               if k != "max_iters"]
+    if changed:  # a way out of a divergence; the steps from here on differ from the run as first configured
+        print(f"train.py: resuming with {', '.join(changed)}", file=sys.stderr)
+    return Run(data=meta["data"], resume=True, saved_grad_clip=base[1].grad_clip if changed else None, **common)
+
+
+RESUMABLE = ("max_iters", "learning_rate", "grad_clip", "warmup_iters")  # what --resume may change (divergence)
 
 
 def train_main(argv: list[str] | None = None, on_event=None, clock=None) -> int:
-    """`train.py`: 0 when the run finished, 2 for bad input, 128 + n for signal n; on_event, clock go to loop.train."""
+    """`train.py`: 0 when the run finished, 2 for bad input, 1 for a fault (a diverged run, a bug), 128 + n for
+    signal n; `on_event` and `clock` go to loop.train."""
     from . import loop, sharding
 
-    _quiet()
+    quiet()
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
     try:
         args = parse_train_args(argv)
         sharding.initialize(args.coordinator, args.num_processes, args.process_id)  # before any device or Orbax
         run = budget.with_budget(build_run(args), args.time_budget_s, clock)
         enable_compile_cache()
-        loop.train(run, on_event=loggers.chain(args.log, run, on_event), clock=clock)
-    except JaxgptError as e:
-        return _fail("train.py", str(e))
+        loop.train(run, on_event=pause_hook(loggers.chain(args.log, run, on_event)), clock=clock)
     except loop.Interrupted as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 128 + e.signum
     except KeyboardInterrupt:  # before the loop installed its handlers, or a second Ctrl-C
         print("train.py: interrupted; complete checkpoints (if any) are kept, resume with --resume", file=sys.stderr)
         return 128 + signal.SIGINT
+    except Exception as e:
+        return exit_status("train.py", e, debug)
     return 0
 
 
@@ -164,6 +160,7 @@ def sample_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, metavar="FILE", help="write the samples to FILE instead of printing them")
     p.add_argument("--attention-png", type=Path, metavar="FILE",
                    help="draw every layer's and head's attention over --prompt into FILE (needs matplotlib), no sample")
+    p.add_argument("--debug", action="store_true", help="on an error, print the whole traceback")
     return p
 
 
@@ -173,8 +170,8 @@ def check_sample_args(args) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} {value} must be >= 1")
-    if args.temperature is not None and args.temperature <= 0:
-        raise UsageError(f"--temperature {args.temperature} must be > 0 (for greedy decoding use --greedy)")
+    if args.temperature is not None and not 0 < args.temperature < float("inf"):  # also refuses nan
+        raise UsageError(f"--temperature {args.temperature} must be a finite number > 0 (greedy: --greedy)")
     if args.top_p is not None and not 0 < args.top_p <= 1:
         raise UsageError(f"--top-p {args.top_p} must be in (0, 1]")
     if args.step is not None and args.step < 0:
@@ -202,10 +199,13 @@ def _sample_ngram(args, write) -> None:
     if unsupported:
         raise UsageError(f"{', '.join(unsupported)} not available for an n-gram model ({args.out_dir / FILE}); "
                          f"it takes --prompt, --max-new-tokens, --num-samples, --temperature, --greedy, --seed")
+    from .rundir import read_run_files
+
+    meta = read_run_files(args.out_dir)
     model = NGramModel.load(args.out_dir / FILE)
-    tokenizer = CharTokenizer.from_json((args.out_dir / "tokenizer.json").read_text())
+    tokenizer = CharTokenizer(meta["tokenizer"])
     prompt = [int(t) for t in _encode_prompt(tokenizer, args.prompt)]
-    seed = cfg.from_dict(json.loads((args.out_dir / "config.json").read_text()))[1].seed
+    seed = cfg.from_dict(meta["config"])[1].seed
     key = make_keys(seed if args.seed is None else args.seed)["sample"]
     temperature = 0.0 if args.greedy else (args.temperature or 1.0)
     for i in range(args.num_samples):
@@ -284,9 +284,10 @@ def _sample(args, write) -> None:
 
 
 def sample_main(argv: list[str] | None = None) -> int:
-    """`sample.py`: 0 when the samples were written, 2 for bad input."""
-    _quiet()
+    """`sample.py`: 0 when the samples were written, 2 for bad input, 1 for a fault."""
+    quiet()
     argv = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in argv
     try:
         args = sample_parser().parse_args(argv)
         check_sample_args(args)
@@ -298,6 +299,6 @@ def sample_main(argv: list[str] | None = None) -> int:
             _sample(args, parts.append)
             args.out.write_text("".join(parts), encoding="utf-8")
             print(f"wrote {args.num_samples if args.beams is None else args.beams} sample(s) to {args.out}")
-    except JaxgptError as e:
-        return _fail("sample.py", str(e))
+    except Exception as e:
+        return exit_status("sample.py", e, debug)
     return 0

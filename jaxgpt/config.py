@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 import re
 import warnings
 from dataclasses import dataclass, fields, replace
@@ -52,10 +53,31 @@ def documented(cls):
     return cls
 
 
+def _check_range(config, name: str, low: float, high: float = math.inf, *, open_low=False, open_high=False):
+    value = getattr(config, name)
+    if (value < low or (open_low and value == low)) or (value > high or (open_high and value == high)):
+        span = f"{'>' if open_low else '>='} {low}" if high == math.inf else \
+            f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}"
+        raise ConfigError(f"{name} {value} must be {span}")
+
+
+def _check_types(config) -> None:
+    """Each field holds its declared type (an int is accepted, and stored, as a float); floats are finite."""
+    for name, kind in field_types(type(config)).items():
+        value = getattr(config, name)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, name, value := float(value))
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{name}={value!r}: expected {kind.__name__}")
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"{name}={value!r}: expected a finite number")
+
+
 class _Checked:
     """Runs `_check` when a config is built, so a config that exists is a valid one."""
 
     def __post_init__(self):
+        _check_types(self)
         self._check()
 
     def validate(self):
@@ -115,8 +137,9 @@ class GPTConfig(_Checked):
         _check_at_least(self, 0, "n_layer", "lora_rank")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout {self.dropout} must be in [0, 1)")
+        _check_range(self, "dropout", 0.0, 1.0, open_high=True)
+        _check_range(self, "init_std", 0.0, open_low=True)
+        _check_range(self, "lora_alpha", 0.0, open_low=True)
         if self.pos_embedding == "sinusoidal" and self.n_embd % 2:
             raise ConfigError(f"sinusoidal positions need an even n_embd, got {self.n_embd}")
         if self.pos_embedding == "rope" and self.head_size % 2:
@@ -194,7 +217,11 @@ class TrainConfig(_Checked):
                               f"gradient_accumulation_steps {self.gradient_accumulation_steps}")
         if self.learning_rate <= 0 or self.min_lr < 0:
             raise ConfigError(f"learning_rate {self.learning_rate} must be > 0 and min_lr {self.min_lr} >= 0")
-        _check_at_least(self, 0, "warmup_iters")
+        _check_at_least(self, 0, "warmup_iters", "sample_chars", "seed")
+        _check_range(self, "beta1", 0.0, 1.0, open_high=True)
+        _check_range(self, "beta2", 0.0, 1.0, open_high=True)
+        _check_range(self, "weight_decay", 0.0)
+        _check_range(self, "grad_clip", 0.0)
 
 
 # ---------------------------------------------------------------------------------------------------- overrides

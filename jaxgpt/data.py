@@ -16,6 +16,7 @@ import numpy as np
 from .errors import DataError
 
 TINYSHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+DOWNLOAD_TIMEOUT_S = 60  # seconds per socket operation (connect, each read), not for the whole file
 
 
 class CharTokenizer:
@@ -65,11 +66,16 @@ def cache_dir() -> Path:
 
 def _read_utf8(path: Path, source: str) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{source} is not UTF-8 text (byte {e.start}: {e.reason}); convert it to UTF-8") from None
     except IsADirectoryError:
         raise DataError(f"{source} is a directory, not a text file") from None
+    except OSError as e:  # unreadable (permissions), a broken link, a device error
+        raise DataError(f"cannot read {source}: {e.strerror or e}") from None
+    if not text:
+        raise DataError(f"{source} is empty; give a text with at least a few thousand characters")
+    return text
 
 
 def _download(url: str, dest: Path) -> None:
@@ -77,7 +83,7 @@ def _download(url: str, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as r:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as r:
             while chunk := r.read(1 << 16):
                 f.write(chunk)
         os.replace(tmp, dest)
@@ -96,8 +102,11 @@ def _cached_download(url: str, cached: Path, what: str) -> str:
     if not cached.is_file():
         try:
             _download(url, cached)
-        except OSError as e:
-            raise DataError(f"cannot download {what} ({e}); load a local copy instead (load_text(PATH); train.py --data PATH)") from None
+        except (OSError, ValueError) as e:  # URLError and HTTPError are OSErrors; a malformed URL is a ValueError
+            hint = (f"fetch {url} by hand and set JAXGPT_DATA_DIR to its folder (as tinyshakespeare.txt), or load a "
+                    f"local copy" if url == TINYSHAKESPEARE_URL else "load a local copy instead")
+            hint += " (load_text(PATH), train.py --data PATH)"
+            raise DataError(f"cannot download {what} ({getattr(e, 'reason', None) or e}); {hint}") from None
     return _read_utf8(cached, what)
 
 
@@ -108,7 +117,8 @@ def load_text(source: str = "tinyshakespeare") -> str:
         if os.environ.get("JAXGPT_DATA_DIR"):
             path = Path(os.environ["JAXGPT_DATA_DIR"]) / "tinyshakespeare.txt"
             if not path.is_file():
-                raise DataError(f"JAXGPT_DATA_DIR is set but {path} does not exist")
+                raise DataError(f"JAXGPT_DATA_DIR is set but {path} does not exist; put Tiny Shakespeare there "
+                                f"(from {TINYSHAKESPEARE_URL}) or unset JAXGPT_DATA_DIR to download it")
             return _read_utf8(path, str(path))
         return _cached_download(TINYSHAKESPEARE_URL, cache_dir() / "downloads" / "tinyshakespeare.txt",
                                 "Tiny Shakespeare")
@@ -118,7 +128,8 @@ def load_text(source: str = "tinyshakespeare") -> str:
         return _load_hf(source)
     path = Path(source).expanduser()
     if not path.exists():
-        raise DataError(f"data source {source!r} is not a file, an http(s) URL, hf:NAME[:CONFIG] or 'tinyshakespeare'")
+        raise DataError(f"data file {source!r} not found (--data takes a text file, an http(s) URL, "
+                        f"hf:NAME[:CONFIG] or 'tinyshakespeare')")
     return _read_utf8(path, source)
 
 

@@ -1,7 +1,7 @@
 """The error types, at the bottom of the package so that every layer can raise them.
 
-Each is a `ValueError` whose message names the offending value and what would be valid; the command lines print
-that message as one line and exit with status 2.
+Each input error is a `ValueError` whose message names the offending value and what would be valid; the command
+lines print that message as one line and exit with status 2. `NumericalError` is a fault of the run (exit 1).
 """
 
 
@@ -31,3 +31,8 @@ class RunError(JaxgptError):
 
 class ShardingError(JaxgptError):
     """A batch, mesh or launch request the devices cannot honour; the message names the numbers."""
+
+
+class NumericalError(RuntimeError):
+    """Training produced a non-finite loss or gradient norm: a fault of the run, not of its input (exit status 1).
+    The message names the first bad step and the checkpoint that was kept."""

@@ -1,7 +1,8 @@
 """The training loop: data in, an out-dir with config, tokenizer, metrics, checkpoints and a sample out.
 
 Everything numeric happens in `training`; this file owns the side effects (files, checkpoints, signals, printing).
-Metrics of a compiled call are read after the next call has been dispatched, so the host never stalls the device.
+Metrics of a compiled call are read after the next call has been dispatched, so the host never stalls the device
+(`progress.py`); a non-finite step stops the run before anything after it is saved.
 A run is a pure function of its config and step: batches and dropout fold the step into the saved key, so a run
 restored from a checkpoint continues bit for bit (docs/checkpoints.md).
 """
@@ -9,31 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import signal
-import threading
 import time
+from dataclasses import replace
 from functools import partial
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import config as cfg
 from . import budget, flops, ngram, sharding
 from .data import CharTokenizer
-from .errors import RunError
+from .errors import NumericalError
 from .lora import count_trainable
 from .model import init_params
 from .params import count_params, merge_params, mismatch_error, mismatches
+from .progress import OnEvent, Progress, Signals
 from .rundir import MetricsLog, Run, check_out_dir, prepare, write_run_files
 from .sampling import generate
 from .training import create_state, estimate_loss, evaluate_full, make_keys, train_steps_jit
 from .viz import save_loss_png
-
-OnEvent = Callable[..., None]  # on_event(name, **details); "progress" carries step = the steps whose metrics are read
-
 
 class Interrupted(Exception):
     """SIGINT/SIGTERM stopped the run after its checkpoint was written; exit status 128 + signal number."""
@@ -41,73 +39,6 @@ class Interrupted(Exception):
     def __init__(self, signum: int, message: str):
         super().__init__(message)
         self.signum = signum
-
-
-class Progress:
-    """The progress bar and the throughput window. `after_call` reads the metrics of the call before the one just
-    dispatched (ready by then, so the host never waits on the device), updates the bar and reports the steps read
-    as a "progress" event; `drain` reads the last one before an evaluation or a checkpoint."""
-
-    def __init__(self, mc, tc, step: int, main: bool, on_event: OnEvent, flops_per_token: float,
-                 peak: float | None, n_devices: int, t_start: float):
-        self.tokens_per_step, self.on_event, self.main = tc.batch_size * mc.block_size, on_event, main
-        self.mfu = partial(flops.mfu, flops_per_token=flops_per_token, n_devices=n_devices, peak=peak)
-        self.bar = tqdm(total=tc.max_iters, initial=step, unit="step", dynamic_ncols=True, mininterval=0.5,
-                        disable=not main)
-        self.t_start, self.t_window = t_start, time.perf_counter()
-        self.steps_window, self.pending = 0, None
-
-    def after_call(self, metrics: dict, n: int) -> None:
-        self.drain()
-        self.pending = (metrics, n)
-        self.steps_window += n
-
-    def drain(self) -> None:
-        if self.pending is None:
-            return
-        (metrics, n), self.pending = self.pending, None
-        loss = float(metrics["loss"][-1])  # waits for that call to finish, so the rate below is true
-        self.bar.update(n)
-        self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{self._rate(self.steps_window):,.0f}", refresh=False)
-        self.on_event("progress", step=self.bar.n)
-
-    def _rate(self, steps: int) -> float:
-        return steps * self.tokens_per_step / max(time.perf_counter() - self.t_window, 1e-9)
-
-    def timing(self) -> dict:
-        """Throughput since the last call (compilation included in the first window), then a new window."""
-        rate = round(self._rate(self.steps_window), 1)
-        utilisation = self.mfu(rate)
-        out = {"tokens_per_s": rate, "elapsed_s": round(time.perf_counter() - self.t_start, 2),
-               "mfu": None if utilisation is None else round(utilisation, 4)}  # null: peak unknown
-        self.t_window, self.steps_window = time.perf_counter(), 0
-        return out
-
-    def write(self, text: str) -> None:
-        if self.main:  # tqdm.write prints even when the bar is disabled
-            self.bar.write(text)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
-class _Signals:
-    """SIGINT/SIGTERM set `signum`, read by the loop between compiled calls; a second one interrupts at once."""
-
-    def __enter__(self):
-        self.signum, self._old = None, {}
-        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
-            self._old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __exit__(self, *exc):
-        for s, handler in self._old.items():
-            signal.signal(s, handler)
 
 
 def chunk_sizes(step: int, tc: cfg.TrainConfig):
@@ -138,12 +69,8 @@ def make_state(run: Run, log=print, mesh=None):
     the restored step or None). Writes nothing except moving unreadable newer steps aside on resume."""
     mc, tc = run.model, run.train
     mesh = sharding.make_mesh(tc.sharding) if mesh is None else mesh
-    if run.resume:  # restored straight into this run's shardings, whatever devices wrote the checkpoint
-        target = ckpt.abstract_state(mc, tc)
-        target = sharding.with_shardings(target, sharding.state_shardings(target, mesh))
-        with ckpt.manager(run.out_dir, read_only=True) as mgr:
-            state, meta, skipped = ckpt.restore_latest(mgr, target, log)
-        ckpt.set_aside(run.out_dir, skipped, log)
+    if run.resume and ckpt.has_checkpoints(run.out_dir):  # into this run's shardings, whatever devices wrote it
+        state, meta = _restore(run, mesh, log)
         return state, meta
     params = None
     if run.init_from is not None:
@@ -156,10 +83,27 @@ def make_state(run: Run, log=print, mesh=None):
     return sharding.init_sharded(partial(create_state, mc, tc), mesh, params)[0], None
 
 
+def _restore(run: Run, mesh, log):
+    """The newest complete step of run.out_dir. When --resume switched gradient clipping on or off, the optimizer
+    state is read in the checkpoint's layout and re-laid: clipping holds no state, so the leaves are the same."""
+    mc, tc = run.model, run.train
+    saved = replace(tc, grad_clip=run.saved_grad_clip) if run.saved_grad_clip is not None else tc
+    target = ckpt.abstract_state(mc, saved)
+    target = sharding.with_shardings(target, sharding.state_shardings(target, mesh))
+    with ckpt.manager(run.out_dir, read_only=True) as mgr:
+        state, meta, skipped = ckpt.restore_latest(mgr, target, log)
+    ckpt.set_aside(run.out_dir, skipped, log)
+    if saved is not tc:
+        layout = jax.tree.structure(ckpt.abstract_state(mc, tc).opt_state)
+        state = state.replace(opt_state=jax.tree.unflatten(layout, jax.tree.leaves(state.opt_state)))
+    return state, meta
+
+
 def train(run: Run, log=print, on_event: OnEvent | None = None, clock: Callable[[], float] | None = None) -> dict:
     """Train `run` (from scratch, resumed, or initialised from another run); returns the last metrics record.
-    `on_event(name, **details)` is told of progress (see `Progress`). Raises Interrupted after saving if
-    SIGINT/SIGTERM arrives. With run.time_budget_s, max_iters is fitted on `clock` first (budget.py)."""
+    `on_event(name, **details)` is told of progress (see `Progress`) and of the phases in PHASES. Raises
+    Interrupted after saving if SIGINT/SIGTERM arrives, NumericalError (nothing saved) on a non-finite step.
+    With run.time_budget_s, max_iters is fitted on `clock` first (budget.py)."""
     if isinstance(run.model, cfg.NGramConfig):  # trained by counting, no gradient steps
         return train_ngram(run, log)
     run, tokenizer, train_np, val_np = prepare(run)
@@ -171,41 +115,75 @@ def train(run: Run, log=print, on_event: OnEvent | None = None, clock: Callable[
     main = sharding.is_main_process()  # process 0 alone prints and writes metrics; all of them save checkpoints
     log = log if main else (lambda *a, **k: None)
     data_sha = hashlib.sha256(train_np.tobytes() + val_np.tobytes()).hexdigest()[:16]
+    on_event = on_event or (lambda *a, **k: None)
     t_start = time.perf_counter()
     state, restored = make_state(run, log, mesh)
     run = budget.fit_to_budget(run, state, mesh, train_np, val_np, log, clock or time.monotonic)  # before any write
     mc, tc = run.model, run.train
     meta = ckpt.run_meta(mc, tc, tokenizer, preset=run.preset, data=run.data, data_sha256=data_sha)
     step = int(state.step)
-    _check_restored(run, restored, step, data_sha, log)
-    with ckpt.manager(run.out_dir, tc.keep_checkpoints) as mgr, _Signals() as signals:
+    if _check_restored(run, restored, step, data_sha, log):
+        return {}
+    with ckpt.manager(run.out_dir, tc.keep_checkpoints) as mgr, Signals() as signals:
         if main:
             write_run_files(run, tokenizer)
-        metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", None if restored is None else step, main)
-        progress = _announce(run, state, mesh, train_np, val_np, restored, log, on_event, t_start)
+        metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", -1 if restored is None else step, main)
+        progress = _announce(run, state, mesh, train_np, val_np, restored, log, on_event,
+                             t_start - metrics_log.elapsed_s)
         evaluations = Evaluations(run, mesh, train_np, val_np, metrics_log, progress)
-        record = {}
-        if restored is None:  # step 0: a checkpoint exists from the start, so any kill is resumable
-            record = evaluations(state.params, 0)
-            ckpt.save(mgr, state, meta, record["val_loss"])
-        elif step % tc.eval_interval == 0 and step not in metrics_log.steps:
-            record = evaluations(state.params, step)
-        for n in chunk_sizes(step, tc):
-            state, metrics = train_steps_jit(state, evaluations.splits["train"], mc, tc, n)
-            progress.after_call(metrics, n)
-            step += n
-            evaluating = step % tc.eval_interval == 0 or step == tc.max_iters
-            if evaluating or step % tc.ckpt_interval == 0 or signals.signum is not None:
-                progress.drain()
-                record = evaluations(state.params, step) if evaluating else record
-                ckpt.save(mgr, state, meta, record["val_loss"] if evaluating else None)  # asynchronous
-            if signals.signum is not None:
-                break
-        progress.close()
-        metrics_log.close()
-        mgr.wait_until_finished()
+        try:
+            state, step, record = _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_event)
+        except NumericalError as e:
+            raise NumericalError(f"{e}; {_diverged_hint(run, mgr)}") from None
+        finally:
+            progress.close()
+            metrics_log.close()
+            mgr.wait_until_finished()
+    on_event("done", step=step)
     _finish(run, state, tokenizer, step, signals.signum, main, log)
     return record
+
+
+PHASES = ("before-first-checkpoint", "saving", "final-full-pass", "done")  # the events a kill test pauses at
+
+
+def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_event: OnEvent):
+    """The gradient steps from state.step to max_iters (or a signal): (state, step, last record)."""
+    tc, step, record = run.train, int(state.step), {}
+    if restored is None:  # step 0: a checkpoint exists from the start, so any kill is resumable
+        on_event("before-first-checkpoint", step=0)
+        record = evaluations(state.params, 0)
+        _save(mgr, state, meta, record["val_loss"], on_event)
+    elif step % tc.eval_interval == 0 and step not in evaluations.metrics_log.steps:
+        record = evaluations(state.params, step)
+    for n in chunk_sizes(step, tc):
+        state, metrics = train_steps_jit(state, evaluations.splits["train"], run.model, tc, n)
+        progress.after_call(metrics, n)
+        step += n
+        evaluating = step % tc.eval_interval == 0 or step == tc.max_iters
+        if evaluating or step % tc.ckpt_interval == 0 or signals.signum is not None:
+            progress.drain()  # raises NumericalError before a non-finite state is saved
+            if step == tc.max_iters:
+                on_event("final-full-pass", step=step)
+            record = evaluations(state.params, step) if evaluating else record
+            _save(mgr, state, meta, record["val_loss"] if evaluating else None, on_event)
+        if signals.signum is not None:
+            break
+    return state, step, record
+
+
+def _save(mgr, state, meta: dict, val_loss: float | None, on_event: OnEvent) -> None:
+    ckpt.save(mgr, state, meta, val_loss)  # asynchronous: the event comes while the step may still be written
+    on_event("saving", step=int(state.step))
+
+
+def _diverged_hint(run: Run, mgr) -> str:
+    mgr.wait_until_finished()
+    kept = max(mgr.all_steps(), default=None)
+    return (f"nothing was saved after it (last good checkpoint: step {kept} in {run.out_dir / ckpt.CKPT_DIR}); "
+            f"resume with a smaller learning rate or gradient clipping, e.g. python train.py --out-dir "
+            f"{run.out_dir} --resume --set learning_rate={run.train.learning_rate / 10:g} grad_clip=1.0 "
+            f"(--resume may change learning_rate, grad_clip and warmup_iters)")
 
 
 class Evaluations:
@@ -229,15 +207,18 @@ class Evaluations:
         return record
 
 
-def _check_restored(run: Run, restored: dict | None, step: int, data_sha: str, log) -> None:
+def _check_restored(run: Run, restored: dict | None, step: int, data_sha: str, log) -> bool:
+    """True when the restored run is already finished (said in one line: a job that always resumes succeeds)."""
     if restored is None:
-        return
+        return False
     if step >= run.train.max_iters:
-        raise RunError(f"the run in {run.out_dir} already reached step {step} (max_iters {run.train.max_iters}); "
-                       f"pass a larger --max-iters to train further")
+        log(f"the run in {run.out_dir} already reached step {step} (max_iters {run.train.max_iters}); nothing to "
+            f"do (pass a larger --max-iters to train further)")
+        return True
     if restored.get("data_sha256") != data_sha:
         log(f"warning: data {run.data!r} differs from the data step {step} was trained on; "
             f"the resumed run will not match an uninterrupted one")
+    return False
 
 
 def _announce(run: Run, state, mesh, train_np, val_np, restored, log, on_event: OnEvent | None,
@@ -269,6 +250,13 @@ def _finish(run: Run, state, tokenizer: CharTokenizer, step: int, signum: int | 
         newline = tokenizer.stoi.get("\n", 0)
         out = generate(state.params, mc, jnp.array([[newline]]), tc.sample_chars, make_keys(tc.seed)["sample"])
         log("-" * 40 + "\n" + tokenizer.decode(sharding.fetch(out)[0, 1:]) + "\n" + "-" * 40)
+    log(done_message(run.out_dir, f"step {step}"))
+
+
+def done_message(out_dir, what: str) -> str:
+    """The last line of a finished run: where its files are and how to sample from it."""
+    return (f"done ({what}): config.json, tokenizer.json, metrics.jsonl and the model are in {out_dir}; "
+            f"sample with: python sample.py --out-dir {out_dir}")
 
 
 def train_ngram(run: Run, log=print) -> dict:
@@ -297,4 +285,5 @@ def train_ngram(run: Run, log=print) -> dict:
         rng = ngram.rng_from_key(make_keys(run.train.seed)["sample"])
         out = model.generate([tokenizer.stoi.get("\n", 0)], run.train.sample_chars, rng)
         log("-" * 40 + "\n" + tokenizer.decode(out[1:]) + "\n" + "-" * 40)
+    log(done_message(run.out_dir, f"{mc.n}-gram counted"))
     return record

@@ -19,7 +19,8 @@ from . import ngram
 from .data import CharTokenizer, load_text, train_val_split
 from .errors import RunError
 
-RUN_FILES = ("config.json", "metrics.jsonl", "checkpoints", ngram.FILE)
+# what a run has to lose besides complete checkpoints; config.json and tokenizer.json are written again
+RUN_FILES = ("metrics.jsonl", ngram.FILE)
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,21 @@ class Run:
     tokenizer: CharTokenizer | None = None    # the checkpoint's vocabulary when resuming or initialising from one
     time_budget_s: float = 0.0                # > 0: budget.fit_to_budget chooses max_iters (a new run only)
     started_s: float | None = None            # the command's start on the loop's clock (None: the loop's start)
+    saved_grad_clip: float | None = None      # the checkpoint's grad_clip when --resume changed it (optimizer layout)
 
 
 def check_out_dir(out_dir: Path) -> None:
+    """An out-dir a new run may write to: none yet, or one with nothing to lose (no checkpoint, no metric record:
+    a run killed before its first checkpoint). Raises RunError naming what is there."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunError(f"--out-dir {out_dir} is a file, not a folder; choose another --out-dir (nothing was touched)")
     steps = ckpt.has_checkpoints(out_dir)
     if steps:
         raise RunError(f"out-dir {out_dir} already holds checkpoints (latest step {steps[-1]}); add --resume to "
                        f"continue that run, or choose another --out-dir (nothing was touched)")
     held = [name for name in RUN_FILES if (out_dir / name).exists()]
+    if held == ["metrics.jsonl"] and not MetricsLog.read(out_dir / "metrics.jsonl"):
+        return  # an empty log and no complete checkpoint: a kill before the first record, nothing to lose
     if held:
         raise RunError(f"out-dir {out_dir} already holds a run ({', '.join(held)}) with no checkpoint to resume; "
                        f"choose another --out-dir (nothing was overwritten)")
@@ -71,25 +79,43 @@ def write_run_files(run: Run, tokenizer: CharTokenizer) -> None:
     (run.out_dir / "tokenizer.json").write_text(tokenizer.to_json() + "\n")
 
 
+def read_run_files(out_dir: Path) -> dict:
+    """What `write_run_files` wrote, in the form of a checkpoint's meta (config, preset, data, tokenizer): how
+    --resume starts a run killed before its first checkpoint, and how an n-gram run is read. RunError if damaged."""
+    try:
+        written = json.loads((out_dir / "config.json").read_text())
+        chars = CharTokenizer.from_json((out_dir / "tokenizer.json").read_text()).chars
+        meta = {"config": {"model": written["model"], "train": written["train"]}, "preset": written["preset"],
+                "data": written["data"], "tokenizer": chars}
+        cfg.from_dict(meta["config"])
+        return meta
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise RunError(f"the run files config.json / tokenizer.json in {out_dir} cannot be read "
+                       f"({type(e).__name__}: {e}); they are damaged or not written by train.py") from None
+
+
 class MetricsLog:
     """`metrics.jsonl`: on resume, records after the restored step (and any line a kill cut short) are dropped
     first; each record is written and flushed at once, so a checkpoint never runs ahead of its metrics. Only
     the main process writes; every process knows which steps are logged."""
 
     def __init__(self, path: Path, resumed_at: int | None, write: bool):
-        self.path, self.write_enabled, self.steps = path, write, set()
-        if resumed_at is not None:
-            kept = [r for r in self._records() if r.get("step", resumed_at + 1) <= resumed_at]
+        self.path, self.write_enabled, self.steps, kept = path, write, set(), []
+        if resumed_at is not None:  # -1: a resume with no checkpoint yet keeps no record
+            kept = [r for r in self.read(path) if r.get("step", resumed_at + 1) <= resumed_at]
             self.steps = {r["step"] for r in kept}
             if write:
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
                 os.replace(tmp, path)
-        self._file = path.open("a") if write else None
+        self.elapsed_s = kept[-1].get("elapsed_s", 0.0) if kept else 0.0  # elapsed_s continues across --resume
+        self._file = path.open("a" if resumed_at is not None else "w") if write else None
 
-    def _records(self) -> list[dict]:
+    @staticmethod
+    def read(path: Path) -> list[dict]:
+        """The records of a metrics.jsonl; a line a kill cut short is left out."""
         records = []
-        for line in self.path.read_text().splitlines() if self.path.exists() else []:
+        for line in path.read_text().splitlines() if path.exists() else []:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:

@@ -58,7 +58,7 @@ def test_save_load_round_trip(random_tokens, tmp_path):
     assert again.cross_entropy(random_tokens[:400]) == model.cross_entropy(random_tokens[:400])
 
 
-def test_tiny_shakespeare_reference_losses():
+def test_tiny_shakespeare_reference_losses(shakespeare_path):
     """The issue's reference (90/10 split): add-alpha bigram 2.48, 5-gram 1.757 at alpha 0.05; KN must beat both."""
     text = load_text("tinyshakespeare")
     tok = CharTokenizer.from_text(text)

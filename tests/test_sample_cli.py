@@ -3,17 +3,15 @@
 The checkpoints here are written straight through `checkpoint.save` from a freshly initialised tiny model (no
 training needed to test loading and sampling); three steps with different val losses make --step and --best visible.
 """
-import os
 import re
 import shutil
 from dataclasses import replace
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 
-from conftest import TINY, TINY_TRAIN
+from conftest import HEAD_TEXT, TINY, TINY_TRAIN
 from jaxgpt import checkpoint as ckpt
 from jaxgpt import load_checkpoint, sampling
 from jaxgpt.cli import sample_main
@@ -25,7 +23,7 @@ VAL_LOSSES = {0: 2.0, 1: 1.0, 2: 3.0}  # step 1 is the best, step 2 the newest
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    text = (Path(os.environ["JAXGPT_DATA_DIR"]) / "tinyshakespeare.txt").read_text()[:20000]
+    text = HEAD_TEXT.read_text()[:20000]
     tok = CharTokenizer.from_text(text)
     mc = replace(TINY, vocab_size=tok.vocab_size)
     out = tmp_path_factory.mktemp("sample") / "run"
