@@ -3,6 +3,8 @@ stderr and an exit status at a failure (2 bad input, 1 a fault), and the test-on
 """
 from __future__ import annotations
 
+import argparse
+
 import logging
 import os
 import sys
@@ -10,7 +12,7 @@ import time
 from pathlib import Path
 
 from .data import cache_dir
-from .errors import JaxgptError, NumericalError
+from .errors import JaxgptError, NumericalError, UsageError
 
 
 def enable_compile_cache() -> None:
@@ -52,3 +54,10 @@ def exit_status(prog: str, e: Exception, debug: bool) -> int:
         f"internal error: {type(e).__name__}: {e} (--debug prints the traceback)"
     print(f"{prog}: error: {what}", file=sys.stderr)
     return 2 if bad_input else 1
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError instead of exiting, so errors stay one line and tests stay in-process."""
+
+    def error(self, message):
+        raise UsageError(message)

@@ -11,13 +11,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jaxgpt"
 # 0 configs, data and the error types; 1 the models and their parameter trees; 2 pure computation on models (and
 # the extras beside it); 3 checkpoints; 4 the side effects of a run; 5 command lines and the package's front.
 LAYERS = {
-    "errors": 0, "config": 0, "presets": 0, "data": 0,
+    "errors": 0, "checks": 0, "config": 0, "presets": 0, "data": 0,
     "model": 1, "params": 1, "layers": 1,
     "training": 2, "sampling": 2, "sharding": 2, "flops": 2, "ngram": 2, "lora": 2, "attention": 2, "viz": 2,
     "speculative": 2, "optim": 2,
     "checkpoint": 3, "drafts": 3, "interop": 3, "runimport": 3,
     "rundir": 4, "budget": 4, "progress": 4, "loop": 4, "loggers": 4,
-    "cli": 5, "cmdline": 5, "__main__": 5, "__init__": 5,
+    "cli": 5, "sample_cli": 5, "cmdline": 5, "__main__": 5, "__init__": 5,
 }
 
 
