@@ -14,7 +14,7 @@ LAYERS = {
     "errors": 0, "config": 0, "presets": 0, "data": 0,
     "model": 1, "params": 1,
     "training": 2, "sampling": 2, "sharding": 2, "flops": 2, "ngram": 2, "lora": 2, "attention": 2, "viz": 2,
-    "checkpoint": 3,
+    "checkpoint": 3, "aot": 3,
     "rundir": 4, "loop": 4,
     "cli": 5, "__main__": 5, "__init__": 5,
 }
