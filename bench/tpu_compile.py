@@ -18,6 +18,7 @@ FLOPs / peak and bytes accessed / HBM bandwidth), never a measurement.
     JAX_PLATFORMS=cpu python bench/tpu_compile.py                                   # the docs' table
     JAX_PLATFORMS=cpu python bench/tpu_compile.py --targets v5e-8 --presets baby --shardings data fsdp
     JAX_PLATFORMS=cpu python bench/tpu_compile.py --set dtype=bfloat16              # the bf16 override
+    python bench/tpu_compile.py --table results.jsonl                               # a table from --json lines
 """
 from __future__ import annotations
 
@@ -51,13 +52,13 @@ def measure(target: str, preset: str, kind: str, sets: dict) -> dict:
     one, t_one = timed(aot.compile_train, amc, atc, mesh, n["train"])
     est = aot.compile_estimate(mc, tc, mesh, n["val"], 1)
     full, gen = aot.compile_full(mc, tc, mesh, n["val"]), aot.compile_generate(mc, tc, mesh)
-    kind = mesh.devices.flat[0].device_kind
-    step, batch = aot.roofline(aot.cost(one), kind), aot.roofline(aot.cost(est), kind)
+    chip = mesh.devices.flat[0].device_kind
+    step, batch = aot.roofline(aot.cost(one), chip), aot.roofline(aot.cost(est), chip)
     state = aot.abstract_state(mc, tc, mesh)
     tokens = tc.batch_size * mc.block_size
     n_evals = tc.max_iters // tc.eval_interval + 1
     eval_s = batch["step_s"] * tc.eval_iters * 2 * n_evals
-    hbm = aot.HBM[kind][0]
+    hbm = aot.HBM[chip][0]
     return {
         "target": target, "preset": preset, "sharding": kind, "sets": sets, "devices": mesh.size,
         "processes": len({d.process_index for d in mesh.devices.flat}),
@@ -82,12 +83,12 @@ def row(r: dict) -> str:
             f"{mb(m['outputs'])} | {r['train_peak_frac_hbm']:.1%} | {coll} | "
             f"{r['xla_flops_per_step'] / 1e9:,.1f} / {r['flops_py_per_step'] / 1e9:,.1f} | "
             f"{rl['compute_s'] * 1e3:.2f} / {rl['memory_s'] * 1e3:.2f} ({rl['bound']}) | {r['tokens_per_s']:,.0f} | "
-            f"{(r['train_s'] + r['eval_s']) / 60:.1f} |")
+            f"{r['train_s'] + r['eval_s']:,.0f} |")
 
 
 HEADER = ("| target | preset | sharding | arguments MB | temporaries MB | outputs MB | peak / HBM | collectives "
           "(train program) | GFLOPs per step per device, XLA / flops.py | roofline ms, compute / memory | "
-          "tokens/s (est.) | whole run min (est.) |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "tokens/s (est.) | whole run s (est.) |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv=None) -> int:
@@ -97,7 +98,12 @@ def main(argv=None) -> int:
     ap.add_argument("--shardings", nargs="+", default=["data"], choices=["data", "fsdp"])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--json", help="append one JSON line per case to this file")
+    ap.add_argument("--table", metavar="JSONL", help="print the table of cases recorded by --json, compile nothing")
     args = ap.parse_args(argv)
+    if args.table:
+        with open(args.table) as f:
+            print(HEADER + "\n" + "\n".join(row(json.loads(line)) for line in f if line.strip()))
+        return 0
     reason = aot.unavailable()
     if reason:
         print(f"tpu_compile.py: error: {reason}", file=sys.stderr)
