@@ -11,6 +11,7 @@ of docs/scaling.md; tests/test_tpu_compile.py checks the shardings and collectiv
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -70,6 +71,9 @@ def devices(target: str) -> list:
     reason = unavailable()
     if reason:
         raise ShardingError(reason)
+    # libtpu takes a lock file that a second process (a parallel test run, this bench beside the tests) would fail
+    # on; programs are only compiled here, never run, so several processes may load it
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
     from jax.experimental import topologies
     t = TARGETS[target]
     bounds = {} if t.chips_per_host is None else {"chips_per_host_bounds": t.chips_per_host}

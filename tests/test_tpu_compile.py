@@ -44,6 +44,7 @@ def test_fsdp_shards_the_state_eight_ways_and_its_program_takes_the_sharded_inpu
     for kind in ("data", "fsdp"):
         _, state, compiled = v5e8[kind]
         assert specs(compiled.input_shardings[0][0]) == specs(state)  # state_shardings' specs, as compiled
+        assert specs(compiled.output_shardings[0]) == specs(state)  # and the new state comes out split the same
     split = [s for s in specs(v5e8["fsdp"][1].params) if "fsdp" in s]
     assert len(split) >= len(specs(v5e8["fsdp"][1].params)) - 1  # all but lm_head's bias (11 long)
 
@@ -59,8 +60,11 @@ def test_fsdp_gathers_parameters_where_data_mode_all_reduces_gradients(v5e8):
     assert any("[2,32,128]" in l for l in gathered) and any("[2,128,32]" in l for l in gathered)
     # ... and the whole batch's activations (8, 16, 32) are not
     assert not any("[8,16,32]" in l for l in gathered)
-    # its gradient reduced back (TPU: one all-reduce of the full gradient, then each device keeps its slice)
+    # its gradient reduced back to the shards (the TPU compiler's reduce-scatter at this size: an all-reduce of the
+    # full gradient, then each device keeps its slice; the output shardings are checked in the test above)
     assert count["fsdp"]["all-reduce"] + count["fsdp"]["reduce-scatter"] >= 1
+    assert any("f32[32,128]" in l or "f32[2,32,128]" in l for l in hlo["fsdp"].splitlines()
+               if " all-reduce(" in l or " reduce-scatter(" in l)
 
 
 def test_xla_flops_of_one_step_match_flops_py():
