@@ -115,7 +115,8 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
                             block_size=mc.block_size)
         x, y = constrain_batch(x), constrain_batch(y)  # rows over the mesh, when traced under one
         d = None if dropout is None else jax.random.fold_in(dropout, i)
-        return jax.value_and_grad(loss_fn)(state.params, mc, x, y, d)
+        # fsdp: each weight gathered where it is used, its gradient reduce-scattered back to the shards
+        return jax.value_and_grad(lambda p: loss_fn(sharding.gather_params(p), mc, x, y, d))(state.params)
 
     if n_micro == 1:
         loss, grads = micro(0)
@@ -144,8 +145,14 @@ def train_steps_jit(state: TrainState, data: jax.Array, mc: GPTConfig, tc: Train
     The state stays where it lives (its shardings in and out; a state from `create_state` on one device is run on a
     1-device mesh), `data` (N,) is replicated. The state is donated: use the returned one, the one passed in is
     deleted. Compiled once per (config, n_steps, placement). Returns (state, metrics of each step (n_steps,))."""
+    return train_steps_program(state)(state, data, mc, tc, n_steps)
+
+
+def train_steps_program(state):
+    """The jitted `train_steps` for a state where it lives: its mesh and shardings (`sharding.placement`). `state`
+    may be shapes carrying shardings (jaxgpt.aot compiles it ahead of time for a TPU)."""
     mesh, shardings = sharding.placement(state)
-    return sharding.jit_step(train_steps, mesh, shardings, static_argnums=(2, 3, 4))(state, data, mc, tc, n_steps)
+    return sharding.jit_step(train_steps, mesh, shardings, static_argnums=(2, 3, 4))
 
 
 @functools.partial(jax.jit, static_argnames=("mc", "batch_size", "eval_iters"))
@@ -174,9 +181,13 @@ def _full_sum(params, x, y, w, mc: GPTConfig):
 
 def evaluate_full(params, tokens: np.ndarray, mc: GPTConfig, *, batch_windows: int = 32) -> float:
     """Mean loss over a whole split cut into non-overlapping block_size windows: every target once, deterministic."""
-    x, y, w = eval_windows(np.asarray(tokens), mc.block_size)
+    x, y, w = full_pass_windows(tokens, mc.block_size, batch_windows)
+    return float(_full_sum(params, x, y, w, mc)) / float(w.sum())
+
+
+def full_pass_windows(tokens: np.ndarray, block_size: int, batch_windows: int = 32):
+    """x, y, w (n_batches, batch_windows, T): the split's windows, padded with zero-weight ones to whole batches."""
+    x, y, w = eval_windows(np.asarray(tokens), block_size)
     pad = -len(x) % batch_windows
     x, y, w = (np.concatenate([a, np.zeros((pad, a.shape[1]), a.dtype)]) for a in (x, y, w))
-    shape = lambda a: a.reshape(-1, batch_windows, a.shape[1])
-    total = _full_sum(params, shape(x), shape(y), shape(w), mc)
-    return float(total) / float(w.sum())
+    return tuple(a.reshape(-1, batch_windows, a.shape[1]) for a in (x, y, w))
