@@ -34,6 +34,7 @@ def test_every_command_parses(page):
                          ids=lambda p: p.name)
 def test_python_blocks_run(page, tmp_path, monkeypatch, capsys):
     shutil.copytree(REPO / "tests" / "fixtures" / "v0_gpt_run", tmp_path / "out" / "baby")
+    shutil.copytree(REPO / "tests" / "fixtures" / "v0_ngram_run", tmp_path / "out" / "ngram")  # same tokenizer
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
     for block in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S):

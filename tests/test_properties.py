@@ -27,7 +27,8 @@ def test_text_round_trips_through_its_vocabulary_and_tokenizer_json(text):
 
 
 CHOICES = {"model": cfg.MODELS, "pos_embedding": cfg.POS_EMBEDDINGS, "activation": cfg.ACTIVATIONS,
-           "dtype": cfg.DTYPES, "sharding": cfg.SHARDINGS}
+           "dtype": cfg.DTYPES, "sharding": cfg.SHARDINGS, "norm": cfg.NORMS, "optimizer": cfg.OPTIMIZERS,
+           "schedule": cfg.SCHEDULES}
 small_floats = st.floats(0.0, 0.9) | st.floats(1e-6, 1e4)  # finite; repr() round-trips every float
 
 
@@ -46,7 +47,8 @@ def configs(draw):
                   dropout=draw(st.floats(0.0, 0.9)), beta1=draw(st.floats(0.0, 0.999)),
                   beta2=draw(st.floats(0.0, 0.999)), n_layer=draw(st.integers(0, 3)), lora_rank=draw(st.integers(0, 3)),
                   init_std=draw(st.floats(1e-4, 1.0)), lora_alpha=draw(st.floats(1e-3, 64.0)),
-                  learning_rate=draw(st.floats(1e-8, 10.0)))
+                  learning_rate=draw(st.floats(1e-8, 10.0)), cooldown_frac=draw(st.floats(1e-3, 1.0)),
+                  muon_lr=draw(st.floats(1e-6, 1.0)), muon_momentum=draw(st.floats(0.0, 0.999)))
     names = {f.name for f in dataclasses.fields(cfg.GPTConfig)}
     return (cfg.GPTConfig(**{k: v for k, v in values.items() if k in names}),
             cfg.TrainConfig(**{k: v for k, v in values.items() if k not in names}))
