@@ -1,6 +1,9 @@
-"""The lecture's ladder, one preset per step, trained in order on this machine; writes docs/ladder.md.
+"""The lecture's ladder, one preset per step, trained in order on this machine; writes out/ladder.md.
 
-    JAXGPT_DATA_DIR=/work/shared/data python bench/ladder.py [--lecture-iters 100] [--out docs/ladder.md]
+    python bench/ladder.py [--lecture-iters 100] [--out docs/ladder.md]
+
+Tiny Shakespeare is read as train.py reads it ($JAXGPT_DATA_DIR/tinyshakespeare.txt, else a cached download).
+`--out docs/ladder.md` regenerates the committed page (its hand-written notebooks section is kept).
 
 Every small step runs its preset unchanged (batch 32, block 8, 32 wide, lr 1e-3, 5000 iterations, estimate_loss
 every 500 with 200 batches). The last step, the `lecture` preset (10.8M parameters, batch 64, block 256), would take
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-iters", type=int, help="override every small step's iterations (for a quick check)")
     p.add_argument("--lecture-iters", type=int, default=10, help="iterations of the scaled-up last step")
     p.add_argument("--lecture-eval-iters", type=int, default=4, help="estimate_loss batches of the scaled-up step")
-    p.add_argument("--out", type=Path, default=Path("docs/ladder.md"))
+    p.add_argument("--out", type=Path, default=Path("out/ladder.md"), help="default out/ladder.md (not the "
+                   "committed docs/ladder.md, which --out docs/ladder.md regenerates)")
     p.add_argument("--json", type=Path, help="also append each row here as JSON; rows already there are reused")
     a = p.parse_args(argv)
     command = "python bench/ladder.py " + shlex.join(argv if argv is not None else sys.argv[1:])
