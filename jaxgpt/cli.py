@@ -68,7 +68,7 @@ def build_run(args: argparse.Namespace):
     """The run the flags ask for, in one flow: a base config (the preset, or the checkpoint of --resume /
     --init-from), then the overrides, then (on --resume) the check that only max_iters changed. Reads a
     checkpoint's meta, so `jax.distributed` must have started first."""
-    from . import checkpoint as ckpt
+    from . import checkpoint as ckpt, runimport
     from .rundir import Run, read_run_files
 
     if not (args.resume or args.init_from):
@@ -80,7 +80,7 @@ def build_run(args: argparse.Namespace):
     if args.resume and not ckpt.has_checkpoints(args.out_dir) and (args.out_dir / "config.json").is_file():
         meta = read_run_files(args.out_dir)  # killed before its first checkpoint: start it, nothing to lose
     else:
-        meta = ckpt.latest_meta(args.out_dir if args.resume else args.init_from)
+        meta = ckpt.latest_meta(args.out_dir) if args.resume else runimport.source_meta(args.init_from)
     base = cfg.from_dict(meta["config"])
     model, train = cfg.apply_overrides(*base, args.overrides)
     common = dict(model=model, train=train, out_dir=args.out_dir, preset=meta.get("preset", ""),

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import config as cfg
-from . import budget, flops, ngram, sharding
+from . import budget, flops, ngram, runimport, sharding
 from .data import CharTokenizer
 from .errors import NumericalError
 from .lora import count_trainable
@@ -74,7 +74,7 @@ def make_state(run: Run, log=print, mesh=None):
         return state, meta
     params = None
     if run.init_from is not None:
-        _, loaded, _, meta = ckpt.load_params(run.init_from, log=log)
+        _, loaded, _, meta = runimport.source_params(run.init_from, log=log)  # a run, ckpt.pt or HF dir
         problems = mismatches(ckpt.abstract_params(mc), loaded, lambda key: "lora_" in key)
         if problems:  # before compiling the fresh init, which only the adapters need
             raise mismatch_error(f"the checkpoint in {run.init_from}", problems)

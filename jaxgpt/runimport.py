@@ -1,4 +1,6 @@
-"""Weights from elsewhere as a jaxgpt run folder: `python -m jaxgpt import SOURCE --out-dir DIR --meta meta.pkl`.
+"""Weights from elsewhere as a jaxgpt run folder: `python -m jaxgpt import SOURCE --out-dir DIR --meta meta.pkl`,
+or read in place: `train.py --init-from SOURCE` and `sample.py --out-dir SOURCE` take a nanoGPT `ckpt.pt` or a
+Hugging Face GPT-2 directory directly when nanoGPT's `meta.pkl` lies beside it (`source_meta`, `source_params`).
 
 `load_meta_pkl` reads nanoGPT's character vocabulary through an unpickler that admits plain data only.
 The folder holds step 0 of an ordinary run (jaxgpt.checkpoint), so `sample.py --out-dir DIR` and
@@ -99,3 +101,49 @@ def import_main(argv: list[str]) -> int:
     print(f"wrote {args.source} as step 0 of {args.out_dir}: sample.py --out-dir {args.out_dir}, "
           f"train.py --init-from {args.out_dir} --out-dir NEW")
     return 0
+
+
+def is_foreign(path) -> bool:
+    """A nanoGPT `ckpt.pt` (a .pt file) or a Hugging Face model directory (with its weights), not a run folder."""
+    path = Path(path)
+    weights = ("model.safetensors", "pytorch_model.bin")
+    return (path.is_file() and path.suffix == ".pt") or (path.is_dir() and any((path / n).is_file() for n in weights))
+
+
+def _foreign(path) -> tuple[dict, dict]:
+    """(meta as a run's step 0 would hold it, params) of a ckpt.pt or Hugging Face directory read in place."""
+    from . import config as cfg
+
+    import importlib.util
+    path = Path(path)
+    extra = "torch" if path.is_file() else "hf"
+    if any(importlib.util.find_spec(m) is None for m in (["torch"] if path.is_file() else ["torch", "transformers"])):
+        raise CheckpointError(f"reading {path} needs the {extra} extra: pip install 'jaxgpt[{extra}]'")
+    meta_pkl = (path if path.is_dir() else path.parent) / "meta.pkl"
+    if not meta_pkl.is_file():
+        raise CheckpointError(f"{path} comes with no character vocabulary: put nanoGPT's data/<dataset>/meta.pkl "
+                              f"at {meta_pkl} (jaxgpt.interop reads the weights on token ids without one)")
+    config, params, tokenizer = load_source(path, meta_pkl)
+    meta = {"config": cfg.to_dict(config, cfg.TrainConfig()), "tokenizer": tokenizer.chars, "step": 0,
+            "preset": "", "data": "tinyshakespeare"}
+    return meta, params
+
+
+def source_meta(path) -> dict:
+    """The meta of a run folder's newest readable step, or of a ckpt.pt / Hugging Face directory read in place."""
+    from . import checkpoint as ckpt
+    return _foreign(path)[0] if is_foreign(path) else ckpt.latest_meta(path)
+
+
+def source_params(path, step: int | None = None, best: bool = False, log=print):
+    """`checkpoint.load_params` for a run folder, or (config, params, tokenizer, meta) of a ckpt.pt / Hugging Face
+    directory read in place (which has one step: `step` and `best` are refused)."""
+    from . import checkpoint as ckpt
+    from . import config as cfg
+
+    if not is_foreign(path):
+        return ckpt.load_params(path, step=step, best=best, log=log)
+    if step is not None or best:
+        raise CheckpointError(f"{path} is a single set of weights, not a run folder: it has no --step or --best")
+    meta, params = _foreign(path)
+    return cfg.from_dict(meta["config"])[0], params, CharTokenizer(meta["tokenizer"]), meta

@@ -115,13 +115,13 @@ def _attention_png(args, params, mc, tokenizer) -> str:
 
 def _sample(args, write) -> None:
     from . import drafts, sampling
-    from .checkpoint import load_params
+    from .runimport import source_params
     from .ngram import FILE
     from .training import make_keys
 
     if (args.out_dir / FILE).is_file():  # a count model: no checkpoint, no network
         return _sample_ngram(args, write)
-    mc, params, tokenizer, meta = load_params(args.out_dir, step=args.step, best=args.best,
+    mc, params, tokenizer, meta = source_params(args.out_dir, step=args.step, best=args.best,
                                               log=lambda m: print(m, file=sys.stderr))
     if mc.lora_rank:  # fold the adapters into the kernels: the same logits, no adapter cost per token
         from .lora import merge_lora

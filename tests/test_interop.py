@@ -215,3 +215,34 @@ def test_import_command_makes_a_run_folder_that_samples(tmp_path, capsys):
     assert "hello" in out and len(out.split("hello", 1)[1].strip("\n")) > 0
     # train.py --init-from reads the same folder through the same load_params (tests/test_checkpoint.py covers that
     # path); not trained here to keep this file within its time share
+
+
+def test_ckpt_pt_read_in_place_by_sample_and_init_from(tmp_path, capsys):
+    """sample.py --out-dir ckpt.pt and train.py --init-from ckpt.pt, with nanoGPT's meta.pkl beside it; without it
+    the command says what is missing (one line, exit 2)."""
+    from jaxgpt import checkpoint as ckpt
+    from jaxgpt.cli import sample_main, train_main
+
+    text = tmp_path / "input.txt"
+    text.write_text("hello world\n" * 300)
+    chars = sorted(set(text.read_text()))
+    config = GPTConfig(**{**SIZES, "vocab_size": len(chars)}, bias=False, qkv_bias=False, activation="gelu_exact",
+                       tie_embeddings=True, dropout=0.0)
+    params = init_params(config, jax.random.PRNGKey(4))
+    interop.save_nanogpt_ckpt(tmp_path / "ckpt.pt", params, config)
+    source = str(tmp_path / "ckpt.pt")
+    assert sample_main(["--out-dir", source, "--max-new-tokens", "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "meta.pkl" in err, err
+    (tmp_path / "meta.pkl").write_bytes(pickle.dumps({"vocab_size": len(chars), "itos": dict(enumerate(chars)),
+                                                      "stoi": {c: i for i, c in enumerate(chars)}}))
+    assert sample_main(["--out-dir", source, "--prompt", "hello", "--max-new-tokens", "4", "--greedy"]) == 0
+    assert "hello" in capsys.readouterr().out
+    out = tmp_path / "run"
+    assert train_main(["--init-from", source, "--out-dir", str(out), "--data", str(text), "--max-iters", "2",
+                       "--set", "batch_size=4", "eval_interval=2", "eval_iters=1", "ckpt_interval=2",
+                       "steps_per_call=2", "sample_chars=0", "warmup_iters=0"]) == 0
+    assert f"initialised from {source} step 0" in capsys.readouterr().out
+    with ckpt.manager(out, read_only=True) as mgr:
+        first, _ = ckpt.restore_step(mgr, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first.params), jax.tree.leaves(params)))
