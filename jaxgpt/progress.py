@@ -12,6 +12,7 @@ import time
 from functools import partial
 from typing import Callable
 
+import jax
 import numpy as np
 from tqdm import tqdm
 
@@ -44,8 +45,9 @@ class Progress:
         if self.pending is None:
             return
         (metrics, n), self.pending = self.pending, None
-        losses = np.asarray(metrics["loss"])  # waits for that call to finish, so the rate below is true
-        _check_finite(self.step, losses, np.asarray(metrics["grad_norm"]))
+        # one transfer of both arrays; it waits for that call to finish, so the rate below is true
+        losses, grad_norms = (np.asarray(a) for a in jax.device_get((metrics["loss"], metrics["grad_norm"])))
+        _check_finite(self.step, losses, grad_norms)
         loss, self.step = float(losses[-1]), self.step + n
         self.bar.update(n)
         self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{self._rate(self.steps_window):,.0f}", refresh=False)

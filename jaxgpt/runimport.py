@@ -112,6 +112,7 @@ def is_foreign(path) -> bool:
 
 def _foreign(path) -> tuple[dict, dict]:
     """(meta as a run's step 0 would hold it, params) of a ckpt.pt or Hugging Face directory read in place."""
+    from . import checkpoint as ckpt
     from . import config as cfg
 
     import importlib.util
@@ -124,9 +125,8 @@ def _foreign(path) -> tuple[dict, dict]:
         raise CheckpointError(f"{path} comes with no character vocabulary: put nanoGPT's data/<dataset>/meta.pkl "
                               f"at {meta_pkl} (jaxgpt.interop reads the weights on token ids without one)")
     config, params, tokenizer = load_source(path, meta_pkl)
-    meta = {"config": cfg.to_dict(config, cfg.TrainConfig()), "tokenizer": tokenizer.chars, "step": 0,
-            "preset": "", "data": "tinyshakespeare"}
-    return meta, params
+    meta = ckpt.run_meta(config, cfg.TrainConfig(), tokenizer, preset="", data="tinyshakespeare")  # as write_run
+    return {**meta, "step": 0}, params
 
 
 def source_meta(path) -> dict:
