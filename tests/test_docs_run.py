@@ -1,16 +1,19 @@
 """The README and docs/*.md run as written. Python blocks are executed in order (with `out/baby` a real run folder:
-the committed v0 fixture). Every shell command in a fenced block is started for real, in-process, in a temporary
-folder holding the fixture runs `out/baby` and `out/ngram`, with a 40 KB text standing in for Tiny Shakespeare
-($JAXGPT_DATA_DIR); paths under /tmp/ and /shared/ are mapped into that folder:
+the committed v0 fixture). Every shell command in a fenced (or indented) block is started for real, in-process, in
+a temporary folder holding the fixture runs `out/baby` and `out/ngram`, with a 40 KB text standing in for Tiny
+Shakespeare ($JAXGPT_DATA_DIR); paths under /tmp/ and /shared/ are mapped into that folder:
 
 - `train.py` from scratch runs up to its first checkpoint (arguments, preset, data, out-dir, the state built and
-  placed, the run files written; the step-0 checkpoint is where the test stops it); a resumed run goes on to its
-  first compiled step; a finished one says so; the n-gram preset trains to the end (seconds);
+  placed, the run files written; the step-0 checkpoint is where the test stops it, then the fixture stands in for
+  the finished run); a resumed run goes on to its first compiled step; a finished one says so; the n-gram preset
+  trains to the end (seconds);
 - `sample.py` runs to the end, 500 characters shortened to 20 (the run is the tiny fixture);
-- `python -c` runs its code; `bench/tpu_compile.py` runs up to its first compile (a test stub records the case);
+- `python -c` runs its code; `bench/tpu_compile.py` and `bench/train_speed.py` run up to their first case (a test
+  stub records it: the compile or the timing is where they stop);
 - `pdoc` is the command tests/test_api_docs.py runs; what cannot run here is named with the reason (installs, a
   clone, the test suite itself, a second host, a cluster launcher) and its train.py part is parsed.
 A command of a kind not listed fails the test, so a new documented command is run or explicitly excused."""
+import importlib
 import re
 import shlex
 import shutil
@@ -33,6 +36,9 @@ NOT_RUN = {"pip": "an install (.ci/run installs into a fresh virtual environment
            "git": "a clone over the network", "pytest": "the test suite itself"}
 
 
+BENCH = {"bench/tpu_compile.py": "measure", "bench/train_speed.py": "bench_shape"}  # main(argv) calls it per case
+
+
 class Started(BaseException):
     """Raised by the test's hook where a command has shown it starts; not an Exception, so train_main lets it by."""
 
@@ -47,7 +53,8 @@ def stop_at(*events):
 def shell_commands(text: str):
     """Each command line of the page's shell blocks (continuations and quoted newlines joined), as argv lists; a
     line with `&&` gives its parts. Blocks of sample output (no known program first) are skipped."""
-    for lang, block in FENCE.findall(text):
+    indented = [m for m in re.findall(r"^ {4}(python .*)$", FENCE.sub("", text), re.M)]  # 4-space code blocks
+    for lang, block in [*FENCE.findall(text), ("", "\n".join(indented))]:
         if lang not in ("", "bash", "sh"):
             continue
         lines, pending = [], ""
@@ -127,15 +134,15 @@ def run_command(argv, tmp, capsys, monkeypatch) -> str:
             shortened += ["--max-new-tokens", "20"]
         assert sample_main(shortened) == 0, capsys.readouterr().err
         return "run (20 characters)"
-    if script == "bench/tpu_compile.py":
+    if script in BENCH:
         monkeypatch.syspath_prepend(str(REPO / "bench"))
-        import tpu_compile
+        bench = importlib.import_module(Path(script).stem)
         cases = []
-        monkeypatch.setattr(tpu_compile, "measure", lambda *case: (cases.append(case), stop_at("measure")("measure")))
+        monkeypatch.setattr(bench, BENCH[script], lambda *case: (cases.append(case), stop_at("case")("case")))
         try:
-            rc = tpu_compile.main(args)
+            rc = bench.main(args)
         except Started:
-            return f"started: up to its first compile {cases[0][:3]}"
+            return f"started: up to its first case {cases[0][:3] if len(cases[0]) > 2 else cases[0][0]}"
         assert rc == 2 and "libtpu" in capsys.readouterr().err  # no libtpu: one line saying so
         return "run: says libtpu is missing"
     pytest.fail(f"a documented command of a kind this test does not run: {shlex.join(argv)}")
