@@ -32,7 +32,7 @@ from .data import CharTokenizer
 from .errors import CheckpointError
 from .model import init_params
 from .ngram import FILE as NGRAM_FILE
-from .params import mismatch_error, mismatches
+from .params import Params, mismatch_error, mismatches
 from .training import TrainState, create_state
 
 CKPT_DIR = "checkpoints"
@@ -276,7 +276,8 @@ def load_params(out_dir: Path, step: int | None = None, best: bool = False, log=
     return mc, params, CharTokenizer(meta["tokenizer"]), meta
 
 
-def load_checkpoint(out_dir, step: int | None = None, best: bool = False):
+def load_checkpoint(out_dir: str | Path, step: int | None = None,
+                    best: bool = False) -> tuple[cfg.GPTConfig, Params, CharTokenizer]:
     """`(config, params, tokenizer)` of the newest (or `step`, or best-by-val-loss) checkpoint under out_dir.
 
     Reads the params only (no optimizer state) and prints nothing; a damaged newest step is skipped with a

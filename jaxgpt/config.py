@@ -165,7 +165,7 @@ class TrainConfig(_Checked):
 
 # ---------------------------------------------------------------------------------------------------- overrides
 
-def apply_overrides(model, train: TrainConfig, overrides: list[str] | dict) -> tuple:
+def apply_overrides(model: GPTConfig | NGramConfig, train: TrainConfig, overrides: list[str] | dict) -> tuple:
     """Apply `key=value` strings (or a dict of strings or typed values) to whichever config owns the key.
 
     Returns new (model, train) configs, each checked as it is built."""

@@ -21,6 +21,7 @@ import optax
 
 from .config import GPTConfig
 from .layers import apply_rope, relu2, rms_norm, soft_cap
+from .params import Params
 
 Cache = tuple[jax.Array, jax.Array] | None  # (k, v), each (n_layer, B, block_size, H, hs)
 
@@ -262,7 +263,7 @@ def build_model(config: GPTConfig) -> nn.Module:
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def init_params(config: GPTConfig, key: jax.Array):
+def init_params(config: GPTConfig, key: jax.Array) -> Params:
     """Parameters for `config` from `key` (compiled: an eager init runs op by op); shapes depend on the config only."""
     dummy = jnp.zeros((1, config.block_size), jnp.int32)
     return build_model(config).init({"params": key}, dummy)["params"]
@@ -276,7 +277,7 @@ def init_cache(config: GPTConfig, batch_size: int, dtype=jnp.float32) -> Cache:
     return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
 
 
-def loss_fn(params, config: GPTConfig, x: jax.Array, y: jax.Array, dropout_key: jax.Array | None = None, *,
+def loss_fn(params: Params, config: GPTConfig, x: jax.Array, y: jax.Array, dropout_key: jax.Array | None = None, *,
             weights: jax.Array | None = None, per_token: bool = False) -> jax.Array:
     """Mean cross-entropy () of `params` on inputs x and targets y (B, T); dropout is on when a dropout_key is given,
     `weights` (B, T) weighs each target (0 masks it). `per_token=True` returns the unreduced losses (B, T) instead

@@ -6,7 +6,7 @@ Blocks are stacked on a leading n_layer axis under `blocks` (model.GPTLanguageMo
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import jax
 
@@ -14,6 +14,7 @@ from .errors import CheckpointError
 
 LAYER_STACK = "blocks"          # the subtree whose leaves carry a leading n_layer axis
 ADAPTERS = ("lora_a", "lora_b")
+Params = Mapping[str, Any]  # the "params" collection: nested dicts of jax.Array leaves (a pytree)
 
 
 def _keys(path) -> list:
@@ -30,7 +31,7 @@ def is_layer_stacked(path) -> bool:
     return LAYER_STACK in _keys(path)
 
 
-def count_params(params) -> int:
+def count_params(params: Params) -> int:
     """How many numbers a params tree holds."""
     return sum(int(p.size) for p in jax.tree.leaves(params))
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from .config import GPTConfig
 from .model import build_model, init_cache
+from .params import Params
 
 Strategy = tuple  # (temperature f32, top_k i32, top_p f32) arrays, traced under jit
 
@@ -173,7 +174,8 @@ def _check(config: GPTConfig, prompt_tokens, max_new_tokens: int):
     return prompt, prompt[:, -config.block_size:]  # the lecture's idx[:, -block_size:]
 
 
-def generate(params, config: GPTConfig, prompt_tokens, max_new_tokens: int, key: jax.Array, *,
+def generate(params: Params, config: GPTConfig, prompt_tokens: jax.typing.ArrayLike,
+             max_new_tokens: int, key: jax.Array, *,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None) -> jax.Array:
     """Sample `max_new_tokens` after each row of `prompt_tokens` (B, T); returns (B, T + max_new_tokens) int32.
 
@@ -188,7 +190,8 @@ def generate(params, config: GPTConfig, prompt_tokens, max_new_tokens: int, key:
     return jnp.concatenate([prompt, new], axis=1)
 
 
-def generate_stream(params, config: GPTConfig, prompt_tokens, max_new_tokens: int, key: jax.Array, *,
+def generate_stream(params: Params, config: GPTConfig, prompt_tokens: jax.typing.ArrayLike,
+                    max_new_tokens: int, key: jax.Array, *,
                     temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                     chunk_size: int = 32) -> Iterator[jax.Array]:
     """`generate` in chunks: yields (B, n) int32 arrays of new tokens, n <= chunk_size, one compiled call each.
@@ -240,8 +243,8 @@ def _beam_search(params, ctx, config: GPTConfig, max_new_tokens: int, beam_width
     return hist, scores
 
 
-def beam_search(params, config: GPTConfig, prompt_tokens, max_new_tokens: int, *,
-                beam_width: int) -> tuple[jax.Array, jax.Array]:
+def beam_search(params: Params, config: GPTConfig, prompt_tokens: jax.typing.ArrayLike,
+                max_new_tokens: int, *, beam_width: int) -> tuple[jax.Array, jax.Array]:
     """The `beam_width` most probable continuations (under cropped contexts, like `generate`) of a (1, T) prompt.
 
     Returns (sequences (W, T + max_new_tokens) int32, logprobs (W,) float32), best first; logprobs are sums of the

@@ -22,7 +22,7 @@ from . import optim, sharding
 from .config import GPTConfig, TrainConfig
 from .data import eval_windows, sample_batch
 from .model import cross_entropy, build_model, init_params, loss_fn
-from .params import is_layer_stacked, is_lora
+from .params import Params, is_layer_stacked, is_lora
 from .sharding import constrain_batch
 
 
@@ -91,7 +91,8 @@ def make_keys(seed: int | jax.Array) -> dict[str, jax.Array]:
     return dict(zip(names, jax.random.split(root, len(names))))
 
 
-def create_state(mc: GPTConfig, tc: TrainConfig, params=None, key: jax.Array | None = None) -> TrainState:
+def create_state(mc: GPTConfig, tc: TrainConfig, params: Params | None = None,
+                 key: jax.Array | None = None) -> TrainState:
     """A fresh TrainState: `params` (copied, so the caller's arrays stay valid when a step donates the state) or
     new ones from the `init` key, a fresh optimizer state, step 0 and the `train` key. The keys come from `key`
     when given (a root key: `jax.vmap(lambda k: create_state(mc, tc, key=k))(keys)` builds an ensemble), else from
@@ -134,12 +135,14 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
 
-def train_steps(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig, n_steps: int):
+def train_steps(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig,
+                n_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
     """`n_steps` train_steps in one program; metrics come back stacked, (n_steps,) each."""
     return jax.lax.scan(lambda s, _: train_step(s, data, mc, tc), state, None, length=n_steps)
 
 
-def train_steps_jit(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig, n_steps: int):
+def train_steps_jit(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig,
+                    n_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
     """`train_steps` compiled: the one program the training loop runs, here for any caller.
 
     The state stays where it lives (its shardings in and out; a state from `create_state` on one device is run on a
@@ -164,7 +167,7 @@ def _estimate(params, data, key, mc: GPTConfig, batch_size: int, eval_iters: int
     return jax.lax.scan(one, None, jax.random.split(key, eval_iters))[1].mean()
 
 
-def estimate_loss(params, splits: dict[str, jax.Array], key: jax.Array, mc: GPTConfig, tc: TrainConfig) -> dict:
+def estimate_loss(params: Params, splits: dict[str, jax.Array], key: jax.Array, mc: GPTConfig, tc: TrainConfig) -> dict:
     """The lecture's estimate_loss: mean loss over eval_iters random batches of each split (dropout off)."""
     return {name: _estimate(params, data, jax.random.fold_in(key, i), mc, tc.batch_size, tc.eval_iters)
             for i, (name, data) in enumerate(splits.items())}
@@ -179,7 +182,7 @@ def _full_sum(params, x, y, w, mc: GPTConfig):
     return jax.lax.scan(one, jnp.zeros(()), (x, y, w))[0]
 
 
-def evaluate_full(params, tokens: np.ndarray, mc: GPTConfig, *, batch_windows: int = 32) -> float:
+def evaluate_full(params: Params, tokens: np.ndarray, mc: GPTConfig, *, batch_windows: int = 32) -> float:
     """Mean loss over a whole split cut into non-overlapping block_size windows: every target once, deterministic."""
     x, y, w = full_pass_windows(tokens, mc.block_size, batch_windows)
     return float(_full_sum(params, x, y, w, mc)) / float(w.sum())

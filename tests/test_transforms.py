@@ -17,7 +17,7 @@ def test_vmap_ensemble_of_4_seeds_equals_its_separately_trained_twins():
     run = jax.jit(jaxgpt.train_steps, static_argnums=(2, 3, 4))
 
     keys = jnp.stack([jax.random.PRNGKey(s) for s in seeds])  # (4, 2)
-    states = jax.vmap(lambda k: jaxgpt.create_state(TINY, tc, key=k))(keys)
+    states = jax.jit(jax.vmap(lambda k: jaxgpt.create_state(TINY, tc, key=k)))(keys)  # one program, not op by op
     ensemble = jax.jit(jax.vmap(lambda s: jaxgpt.train_steps(s, data, TINY, tc, n_steps)))
     states, metrics = ensemble(states)
     assert metrics["loss"].shape == (len(seeds), n_steps)
