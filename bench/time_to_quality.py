@@ -66,7 +66,7 @@ def run_budgeted(preset: str, budget_s: float | None, seed: int, sets: list[str]
             "max_iters": train["max_iters"], "val_loss_full": records[-1].get("val_loss_full")}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="baby")
     p.add_argument("--seeds", type=int, nargs="+", default=[1337])
@@ -75,7 +75,7 @@ def main() -> None:
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiply the budget (screening runs)")
     p.add_argument("--torch-steps", type=int, default=50, help="timed PyTorch steps")
     p.add_argument("--iters", type=int, help="no budget: train exactly this many steps (schedule fitted to them)")
-    a = p.parse_args()
+    a = p.parse_args(argv)
     data = Path(os.environ.get("JAXGPT_DATA_DIR", REPO / "data")) / "tinyshakespeare.txt"
     print(f"CPU: {cpu_model()}; date {time.strftime('%Y-%m-%d', time.gmtime())}", flush=True)
     if a.iters is not None:
