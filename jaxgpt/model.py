@@ -23,7 +23,7 @@ from .config import GPTConfig
 from .layers import apply_rope, relu2, rms_norm, soft_cap
 from .params import Params
 
-Cache = tuple[jax.Array, jax.Array] | None  # (k, v), each (n_layer, B, block_size, H, hs)
+Cache = tuple[jax.Array, jax.Array] | None  # (k, v), each (n_layer, B, H, block_size, hs) or one layer's (B, H, block_size, hs)
 
 
 def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
@@ -65,18 +65,20 @@ class Dense(nn.Module):
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, dropout: Callable[[jax.Array], jax.Array],
-              pos: jax.Array | int = 0, causal: bool = True) -> jax.Array:
+              pos: jax.Array | int = 0, causal: bool = True, kv_heads_first: bool = False) -> jax.Array:
     """Scaled dot-product attention over all heads at once; the one attention path of the package.
 
-    q (B, Tq, H, hs) sits at absolute positions pos..pos+Tq-1; k, v (B, Tk, H, hs) at 0..Tk-1. With `causal`, query
-    i sees keys j <= pos + i (the lecture's tril mask when pos = 0 and Tq = Tk).
+    q (B, Tq, H, hs) sits at absolute positions pos..pos+Tq-1; k, v (B, Tk, H, hs) at 0..Tk-1, or (B, H, Tk, hs)
+    with `kv_heads_first` (the cache's layout). With `causal`, query i sees keys j <= pos + i (the lecture's tril
+    mask when pos = 0 and Tq = Tk).
     """
-    wei = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32) * q.shape[-1] ** -0.5  # (B, H, Tq, Tk)
+    kv, Tk = ("bhkd", k.shape[2]) if kv_heads_first else ("bkhd", k.shape[1])
+    wei = jnp.einsum(f"bqhd,{kv}->bhqk", q, k).astype(jnp.float32) * q.shape[-1] ** -0.5  # (B, H, Tq, Tk)
     if causal:
-        mask = jnp.arange(k.shape[1])[None, :] <= (pos + jnp.arange(q.shape[1]))[:, None]  # (Tq, Tk)
+        mask = jnp.arange(Tk)[None, :] <= (pos + jnp.arange(q.shape[1]))[:, None]  # (Tq, Tk)
         wei = jnp.where(mask, wei, -jnp.inf)
     wei = dropout(jax.nn.softmax(wei, axis=-1))
-    return jnp.einsum("bhqk,bkhd->bqhd", wei.astype(v.dtype), v)  # (B, Tq, H, hs)
+    return jnp.einsum(f"bhqk,{kv}->bqhd", wei.astype(v.dtype), v)  # (B, Tq, H, hs)
 
 
 def prepare_qk(config: GPTConfig, q: jax.Array, k: jax.Array, pos=0) -> tuple[jax.Array, jax.Array]:
@@ -127,11 +129,13 @@ class MultiHeadAttention(nn.Module):
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q, k = prepare_qk(c, q, k, pos)
         if cache is not None:  # write this chunk's keys/values at pos, attend over all block_size slots
-            k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), (0, pos, 0, 0))
-            v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), (0, pos, 0, 0))
+            # heads first (B, H, block_size, hs): a decode step's q.k and wei.v then read the cache as it lies
+            # (time-major, XLA copied each layer's keys to (B, H, hs, T) every step; docs/sampling.md)
+            k = jax.lax.dynamic_update_slice(cache[0], k.swapaxes(1, 2).astype(cache[0].dtype), (0, 0, pos, 0))
+            v = jax.lax.dynamic_update_slice(cache[1], v.swapaxes(1, 2).astype(cache[1].dtype), (0, 0, pos, 0))
             cache = (k, v)
         drop = lambda w: nn.Dropout(c.dropout)(w, deterministic=deterministic)
-        y = attention(q, k, v, drop, pos)  # (B, T, H, hs)
+        y = attention(q, k, v, drop, pos, kv_heads_first=cache is not None)  # (B, T, H, hs)
         y = _dense(c, (c.n_embd,), n_in=2, std=_residual_std(c), name="proj")(y)  # (B, T, C)
         return nn.Dropout(c.dropout)(y, deterministic=deterministic), cache
 
@@ -217,6 +221,11 @@ class GPTLanguageModel(nn.Module):
         x = self.embed(idx, pos)  # (B, T, C)
         if c.n_layer:
             x, cache = self.blocks(x, cache, pos, deterministic)
+        return self.head(x), cache
+
+    def head(self, x: jax.Array) -> jax.Array:
+        """Logits (B, T, vocab_size) float32 from the last Block's output (B, T, C): ln_f, lm_head, soft cap."""
+        c = self.config
         x = self.ln_f(x).astype(c.dtype)
         if c.tie_embeddings:
             logits = self.token_embedding_table.attend(x)
@@ -224,7 +233,7 @@ class GPTLanguageModel(nn.Module):
                 logits = logits + self.lm_head_bias
         else:
             logits = self.lm_head(x)
-        return soft_cap(logits.astype(jnp.float32), c.logit_softcap), cache  # (B, T, vocab_size)
+        return soft_cap(logits.astype(jnp.float32), c.logit_softcap)  # (B, T, vocab_size)
 
     def __call__(self, idx: jax.Array, targets: jax.Array | None = None, deterministic: bool = True):
         logits, _ = self._forward(idx, None, 0, deterministic)
@@ -273,7 +282,7 @@ def init_cache(config: GPTConfig, batch_size: int, dtype=jnp.float32) -> Cache:
     """Zeroed key/value cache with block_size slots per layer, or None for models that need none."""
     if config.model != "gpt" or config.n_layer == 0:
         return None
-    shape = (config.n_layer, batch_size, config.block_size, config.n_head, config.head_size)
+    shape = (config.n_layer, batch_size, config.n_head, config.block_size, config.head_size)
     return jnp.zeros(shape, dtype), jnp.zeros(shape, dtype)
 
 

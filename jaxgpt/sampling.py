@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from .config import GPTConfig
-from .model import build_model, init_cache
+from .decoding import decoder, init_caches
+from .model import build_model
 from .params import Params
 
 Strategy = tuple  # (temperature f32, top_k i32, top_p f32) arrays, traced under jit
@@ -83,7 +84,7 @@ def _split(config: GPTConfig, Tc: int, first_step: int, n: int) -> tuple[int, in
 
 def _decoder(params, config: GPTConfig):
     model = build_model(config)
-    decode = lambda idx, cache, pos: model.apply({"params": params}, idx, cache, pos, method="decode")
+    decode = decoder(params, config)  # per-layer weights and caches (jaxgpt/decoding.py)
     full = lambda idx: model.apply({"params": params}, idx)[0]  # the lecture's forward, no cache
     return decode, full
 
@@ -92,11 +93,11 @@ def _prefill(params, config: GPTConfig, ctx: jax.Array, batch: int = 1):
     """Logits after ctx (B, Tc) and the state (buf, cache) the steps continue from; rows repeated `batch` times."""
     decode, _ = _decoder(params, config)
     B, Tc = ctx.shape
-    logits, cache = decode(ctx, init_cache(config, B), 0)  # (B, Tc, V)
+    logits, cache = decode(ctx, init_caches(config, B), 0)  # (B, Tc, V)
     buf = jnp.zeros((B, config.block_size), jnp.int32).at[:, :Tc].set(ctx)  # the last block_size tokens fed
     if batch > 1:
         buf, logits = jnp.repeat(buf, batch, axis=0), jnp.repeat(logits, batch, axis=0)
-        cache = None if cache is None else tuple(jnp.repeat(c, batch, axis=1) for c in cache)
+        cache = jax.tree.map(lambda c: jnp.repeat(c, batch, axis=0), cache)  # per layer (B, H, T, hs)
     return logits[:, -1], (buf, cache)
 
 
@@ -112,7 +113,7 @@ def _run_steps(params, config: GPTConfig, tok, state, carry, pos0, n_cached: int
         logits, cache = decode(tok[:, None], cache, pos)  # (B, 1, V)
         tok, carry, out, reorder = choose(logits[:, -1], carry)
         if reorder is not None:
-            buf, cache = buf[reorder], None if cache is None else tuple(a[:, reorder] for a in cache)
+            buf, cache = buf[reorder], jax.tree.map(lambda a: a[reorder], cache)
         return (tok, buf, cache, carry), out
 
     def window_step(c, _):  # the cache is stale here (every position shifted): not carried
@@ -236,7 +237,7 @@ def _beam_search(params, ctx, config: GPTConfig, max_new_tokens: int, beam_width
     scores = jnp.where(jnp.arange(W) == 0, 0.0, -jnp.inf)  # one live beam until the first pick
     carry = (scores, jnp.zeros((W, max_new_tokens), jnp.int32), jnp.int32(0))
     tok, carry, _, beam = choose(logits, carry)
-    state = (state[0][beam], None if state[1] is None else tuple(c[:, beam] for c in state[1]))
+    state = jax.tree.map(lambda a: a[beam], state)  # the window buffer and every layer's cache
     n_cached, n_window = _split(config, ctx.shape[1], 1, max_new_tokens - 1)
     _, _, (scores, hist, _), _ = _run_steps(params, config, tok, state, carry, jnp.int32(ctx.shape[1]), n_cached,
                                             n_window, choose)

@@ -28,7 +28,8 @@ import numpy as np
 
 from .config import GPTConfig
 from .errors import ConfigError, UsageError
-from .model import build_model, init_cache
+from .decoding import init_caches
+from .model import build_model
 from .ngram import NGramModel
 from .sampling import _check, _decoder, _sample_more, _strategy, token_probs
 
@@ -108,7 +109,7 @@ def _verify(params, cache, toks, pos, qs, key, round_, strategy, config: GPTConf
 @functools.partial(jax.jit, static_argnames=("config",))
 def _prefill(params, ctx, config: GPTConfig):
     decode, _ = _decoder(params, config)
-    return decode(ctx, init_cache(config, 1), 0)[1]
+    return decode(ctx, init_caches(config, 1), 0)[1]
 
 
 def _exact_rest(params, config: GPTConfig, seq: list[int], cache, n: int, key, strategy) -> list[int]:
@@ -148,7 +149,7 @@ def speculative_generate(params, config: GPTConfig, prompt_tokens, max_new_token
         raise UsageError(f"k {k} must be in 1..{config.block_size - 1} (block_size - 1)")
     strategy = _strategy(config, temperature, top_k, top_p)
     seq, stats = np.asarray(ctx[0]).tolist(), SpecStats()  # positions 0..; the last token is pending
-    cache = _prefill(params, ctx[:, :-1], config) if len(seq) > 1 else init_cache(config, 1)
+    cache = _prefill(params, ctx[:, :-1], config) if len(seq) > 1 else init_caches(config, 1)
     n_new = 0
     while n_new < max_new_tokens and len(seq) - 1 + k <= config.block_size - 1:
         drafts, qs = [], []  # keys: fold_in(key, round) then 0 (draft token j) or 1 (verify)

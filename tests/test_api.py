@@ -67,7 +67,7 @@ def test_deprecated_names_warn_and_still_work():
         train, val = jaxgpt.split(tokens, 8)
     assert (len(train), len(val)) == (90, 10)
     with pytest.warns(DeprecationWarning, match="init_cache"):
-        assert jaxgpt.init_cache(TINY, 1)[0].shape == (2, 1, 16, 2, 16)
+        assert jaxgpt.init_cache(TINY, 1)[0].shape == (2, 1, 2, 16, 16)  # (n_layer, B, H, block_size, hs)
     with pytest.warns(DeprecationWarning, match="make_optimizer"):
         old = make_optimizer(TINY_TRAIN, TINY)
     params = jaxgpt.init_params(TINY, jax.random.PRNGKey(0))
