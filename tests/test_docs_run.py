@@ -38,7 +38,8 @@ NOT_RUN = {"pip": "an install (.ci/run installs into a fresh virtual environment
 
 # main(argv) calls these per case: the first call stops the command
 BENCH = {"bench/tpu_compile.py": ("measure",), "bench/train_speed.py": ("bench_shape",),
-         "bench/time_to_quality.py": ("torch_step_s", "run_budgeted"), "bench/step_cost.py": ("build",)}
+         "bench/time_to_quality.py": ("torch_step_s", "run_budgeted"), "bench/step_cost.py": ("build",),
+         "bench/step_phases.py": ("JaxRunner",)}
 
 
 class Started(BaseException):

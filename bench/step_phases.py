@@ -1,0 +1,45 @@
+"""Where the CPU train step's time goes at nanoGPT's CPU shape (bench/train_speed.py's jaxgpt side): the forward
+pass, forward + backward, and the whole step (batch sampling, AdamW), each 10 per compiled call, interleaved.
+
+    python bench/step_phases.py                       # scan_layers=false, as train_speed.py
+    python bench/step_phases.py scan_layers=false optimizer=muon
+"""
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+import jax
+
+from train_speed import JaxRunner
+from jaxgpt.model import loss_fn
+from jaxgpt.data import sample_batch
+
+
+def main(argv: list[str] | None = None) -> None:
+    sets = (sys.argv[1:] if argv is None else argv) or ["scan_layers=false"]
+    r = JaxRunner("cpu", 10, sets)
+    mc, tc, data = r.mc, r.tc, r.data
+    x, y = sample_batch(data, jax.random.PRNGKey(0), batch_size=tc.batch_size, block_size=mc.block_size)
+    params = r.state.params
+    def scan10(f):  # f 10 times in one compiled call
+        def g(p):
+            return jax.lax.scan(lambda c, _: (c + f(p), None), 0.0, None, length=10)[0]
+        return jax.jit(g)
+    fwd = scan10(lambda p: loss_fn(p, mc, x, y, None))
+    fb = scan10(lambda p: jax.tree.leaves(jax.grad(lambda q: loss_fn(q, mc, x, y, None))(p))[0].sum())
+    for f in (fwd, fb):
+        f(params).block_until_ready()
+    t = {"forward": [], "forward+backward": [], "whole step": []}
+    for _ in range(9):
+        for name, f in (("forward", fwd), ("forward+backward", fb)):
+            t0 = time.perf_counter(); f(params).block_until_ready(); t[name].append((time.perf_counter() - t0) * 100)
+        t["whole step"].append(r.time(10) * 100)
+    print(" ".join(sets))
+    for k, v in t.items():
+        print(f"{k:18s} {statistics.median(v):6.2f} ms/step [{min(v):.2f}-{max(v):.2f}]")
+
+
+if __name__ == "__main__":
+    main()
