@@ -7,7 +7,7 @@ as a user would (a fresh process, a cold compile cache) and print the CPU model,
 `val_loss_full`. `--budget-scale` shrinks B for a screening pass (say so when you report it).
 
     python bench/time_to_quality.py                          # the issue's measurement, preset baby
-    python bench/time_to_quality.py --preset baby-modern --seeds 1337 1 2
+    python bench/time_to_quality.py --seeds 1337 1 2     # the default seed and two more
     python bench/time_to_quality.py --budget 90s --preset baby   # a fixed budget: no PyTorch timing
     python bench/time_to_quality.py --iters 500 --set optimizer=muon  # fixed steps (lr_decay_iters too): per token
 """

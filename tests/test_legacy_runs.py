@@ -51,7 +51,7 @@ def test_old_gpt_run_resumes_like_a_straight_run(in_repo, tmp_path):
     shutil.copytree(FIXTURES / "v0_gpt_run", old)
     assert train_main(["--out-dir", str(old), "--resume", "--max-iters", "9"]) == 0
     straight = tmp_path / "straight"
-    args = ["--preset", "baby", "--data", "tests/data/tinyshakespeare_head.txt", "--out-dir", str(straight)]
+    args = ["--preset", "nanogpt-cpu", "--data", "tests/data/tinyshakespeare_head.txt", "--out-dir", str(straight)]
     assert train_main(args + ["--max-iters", "9", "--set", *GPT_SETS]) == 0
 
     with ckpt.manager(old, read_only=True) as a, ckpt.manager(straight, read_only=True) as b:

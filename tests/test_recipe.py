@@ -160,8 +160,9 @@ def test_wsd_schedule():
     assert float(lr_schedule(tc, 0.5)(50)) == 0.5
 
 
-# parameter counts at vocab 65 before the switches existed (48e5faf); the defaults keep every layout
-COUNTS = {"bigram": 4225, "baby": 804096, "lecture": 10788929, "shakespeare-char": 10745088, "ladder-bigram": 4225,
+# parameter counts at vocab 65 before the switches existed (48e5faf; nanogpt-cpu was `baby` then); the defaults
+# keep every layout
+COUNTS = {"bigram": 4225, "nanogpt-cpu": 804096, "lecture": 10788929, "shakespeare-char": 10745088, "ladder-bigram": 4225,
           "ladder-pos": 4481, "ladder-head": 8609, "ladder-multihead": 8609, "ladder-ffwd": 10721,
           "ladder-blocks": 23201, "ladder-residual": 41921, "ladder-layernorm": 42369, "ladder-dropout": 42369,
           "babygpt": 23233}
@@ -169,10 +170,12 @@ COUNTS = {"bigram": 4225, "baby": 804096, "lecture": 10788929, "shakespeare-char
 
 def test_defaults_are_todays_behaviour():
     for name, preset in PRESETS.items():
-        if isinstance(preset.model, GPTConfig) and name != "baby-modern":
+        if isinstance(preset.model, GPTConfig) and name != "baby":  # the one preset built from the switches
             shapes = jax.eval_shape(init_params, replace(preset.model, vocab_size=65), jax.random.PRNGKey(0))
             assert count_params(shapes) == COUNTS[name], name
             assert (preset.model.norm, preset.model.qk_norm, preset.model.zero_init_proj, preset.model.logit_softcap,
                     preset.train.optimizer, preset.train.schedule) == ("layer", False, False, 0.0, "adamw", "cosine")
+    baby = jax.eval_shape(init_params, replace(PRESETS["baby"].model, vocab_size=65), jax.random.PRNGKey(0))
+    assert count_params(baby) == 804096 - 64 * 128  # nanogpt-cpu without its position table (RoPE)
     ln_f = jax.eval_shape(init_params, replace(TINY, norm="rms"), jax.random.PRNGKey(0))["ln_f"]
     assert set(ln_f) == {"scale"}  # RMSNorm: a gain, no bias
