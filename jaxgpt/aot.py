@@ -143,6 +143,21 @@ def analysis_configs(mc: GPTConfig, tc: TrainConfig) -> tuple[GPTConfig, TrainCo
     return replace(mc, scan_layers=False), replace(tc, steps_per_call=1, gradient_accumulation_steps=1)
 
 
+def step_cost(mc: GPTConfig, tc: TrainConfig, mesh, n_train: int) -> dict[str, float]:
+    """FLOPs and bytes accessed per device of one optimizer step (`cost` of the `analysis_configs` program).
+
+    The TPU compiler's time grows with the unrolled layers (`shakespeare-char` on one v5e: 108 s for the scanned
+    step, 629 s unrolled, on a loaded 2-core machine), so a model of L > 2 layers is compiled unrolled with 1 and 2
+    layers and extrapolated: every Block is the same computation on the same shapes, so
+    cost(L) = cost(1) + (L - 1) * (cost(2) - cost(1)). Exact for the FLOPs; the bytes assume the compiler fuses
+    each Block alike (docs/scaling.md compares it with the 6-layer compile)."""
+    amc, atc = analysis_configs(mc, tc)
+    if amc.n_layer <= 2:
+        return cost(compile_train(amc, atc, mesh, n_train))
+    one, two = (cost(compile_train(replace(amc, n_layer=n), atc, mesh, n_train)) for n in (1, 2))
+    return {k: one[k] + (amc.n_layer - 1) * (two[k] - one[k]) for k in one}
+
+
 # ---------------------------------------------------------------------------------------------- what it shows
 COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
 _OP = re.compile(r"=\s*[^=]*?\b(" + "|".join(COLLECTIVES) + r")(?:-start)?\(")

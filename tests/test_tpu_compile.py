@@ -94,12 +94,15 @@ def test_shakespeare_char_generate_compiles_for_colab_v5e_1():
     assert aot.peak_bytes(aot.memory(compiled)) < aot.HBM["TPU v5 lite"][0]
 
 
-def test_multi_host_v5e_4x4_compiles_through_the_distributed_sharding_functions():
+def test_multi_host_v5e_4x4_compiles_the_train_step_through_the_distributed_sharding_functions():
     devices = aot.devices("v5e-16")
     assert len(devices) == 16 and len({d.process_index for d in devices}) == 4  # 4 hosts, as jax.distributed sees
-    tc = replace(TINY_TRAIN, sharding="fsdp", batch_size=16)
+    tc = replace(ONE_STEP, sharding="fsdp", batch_size=16)
     mesh = sharding.make_mesh("fsdp", devices=devices)  # what make_state builds from jax.devices() on the slice
-    state = aot.abstract_state(TINY, tc, mesh)
-    compiled = aot.compile_estimate(TINY, tc, mesh, N_TOKENS, 1)
-    assert specs(compiled.input_shardings[0][0]) == specs(sharding.state_shardings(state, mesh).params)
     assert dict(mesh.shape) == {"data": 1, "fsdp": 16}
+    state = aot.abstract_state(TINY, tc, mesh)  # each leaf carries sharding.state_shardings' sharding
+    compiled = aot.compile_train(TINY, tc, mesh, N_TOKENS)  # training.train_steps_program: sharding.jit_step
+    expected = specs(sharding.state_shardings(state, mesh))
+    assert specs(compiled.input_shardings[0][0]) == expected == specs(compiled.output_shardings[0])
+    assert any("fsdp" in s for s in expected)  # the state really is split across the 4 hosts' chips
+    assert aot.collectives(compiled)["all-gather"] >= 1  # the parameters gathered for the step, as on one host
