@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO.parent / "shared" / "bench"))
+sys.path[:0] = [str(REPO), str(REPO.parent / "shared" / "bench")]  # this checkout's jaxgpt; the reference
 import reference_torch  # noqa: E402  (the shared PyTorch reference, not a package)
 
 from jaxgpt.presets import PRESETS  # noqa: E402

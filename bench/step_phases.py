@@ -21,20 +21,23 @@ def main(argv: list[str] | None = None) -> None:
     sets = (sys.argv[1:] if argv is None else argv) or ["scan_layers=false"]
     r = JaxRunner("cpu", 10, sets)
     mc, tc, data = r.mc, r.tc, r.data
-    x, y = sample_batch(data, jax.random.PRNGKey(0), batch_size=tc.batch_size, block_size=mc.block_size)
-    params = r.state.params
+    keys = jax.random.split(jax.random.PRNGKey(0), 10)  # 10 different batches, so XLA cannot hoist the work
+    xs, ys = jax.vmap(lambda k: sample_batch(data, k, batch_size=tc.batch_size, block_size=mc.block_size))(keys)
     def scan10(f):  # f 10 times in one compiled call
         def g(p):
-            return jax.lax.scan(lambda c, _: (c + f(p), None), 0.0, None, length=10)[0]
+            return jax.lax.scan(lambda c, xy: (c + f(p, *xy), None), 0.0, (xs, ys))[0]
         return jax.jit(g)
-    fwd = scan10(lambda p: loss_fn(p, mc, x, y, None))
-    fb = scan10(lambda p: jax.tree.leaves(jax.grad(lambda q: loss_fn(q, mc, x, y, None))(p))[0].sum())
+    fwd = scan10(lambda p, x, y: loss_fn(p, mc, x, y, None))
+    fb = scan10(lambda p, x, y: sum(g.sum() for g in jax.tree.leaves(jax.grad(lambda q: loss_fn(q, mc, x, y, None))(p))))
     for f in (fwd, fb):
-        f(params).block_until_ready()
+        f(r.state.params).block_until_ready()  # the whole step donates the state: always its current params
     t = {"forward": [], "forward+backward": [], "whole step": []}
     for _ in range(9):
         for name, f in (("forward", fwd), ("forward+backward", fb)):
-            t0 = time.perf_counter(); f(params).block_until_ready(); t[name].append((time.perf_counter() - t0) * 100)
+            params = r.state.params
+            t0 = time.perf_counter()
+            f(params).block_until_ready()
+            t[name].append((time.perf_counter() - t0) * 100)
         t["whole step"].append(r.time(10) * 100)
     print(" ".join(sets))
     for k, v in t.items():

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's jaxgpt, not an installed one
 REFERENCE = REPO.parent / "shared" / "bench" / "reference_torch.py"
 
 # nanoGPT's CPU shape is frozen here (not the `baby` preset, which is tuned for time to quality); lecture = gpt.py
