@@ -146,7 +146,8 @@ def run_command(argv, tmp, capsys, monkeypatch) -> str:
         try:
             rc = bench.main(args)
         except Started:
-            return f"started: up to its first case {cases[0][:3] if len(cases[0]) > 2 else cases[0][0]}"
+            case = cases[0][:3] if len(cases[0]) > 2 else cases[0][0]
+            return f"started: up to its first case {repr(case)[:60]}"
         assert rc == 2 and "libtpu" in capsys.readouterr().err  # no libtpu: one line saying so
         return "run: says libtpu is missing"
     pytest.fail(f"a documented command of a kind this test does not run: {shlex.join(argv)}")
