@@ -12,14 +12,14 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 import jax
 
-from train_speed import JaxRunner
+from train_speed import JaxRunner, jax_configs
 from jaxgpt.model import loss_fn
 from jaxgpt.data import sample_batch
 
 
 def main(argv: list[str] | None = None) -> None:
     sets = (sys.argv[1:] if argv is None else argv) or ["scan_layers=false"]
-    r = JaxRunner("cpu", 10, sets)
+    r = JaxRunner(*jax_configs("cpu", 10, sets))
     mc, tc, data = r.mc, r.tc, r.data
     keys = jax.random.split(jax.random.PRNGKey(0), 10)  # 10 different batches, so XLA cannot hoist the work
     xs, ys = jax.vmap(lambda k: sample_batch(data, k, batch_size=tc.batch_size, block_size=mc.block_size))(keys)

@@ -134,7 +134,9 @@ def flops_per_token(mc, n_params: int) -> float:
 
 
 class JaxRunner:
-    def __init__(self, shape: str, steps_per_call: int, overrides=()):
+    """jaxgpt's compiled train step for configs (mc, tc) on Tiny Shakespeare, compiled by the first call here."""
+
+    def __init__(self, mc, tc):
         import jax
         import jax.numpy as jnp
 
@@ -142,7 +144,7 @@ class JaxRunner:
         from jaxgpt.params import count_params
         from jaxgpt.training import create_state, train_steps_jit
 
-        self.mc, self.tc = jax_configs(shape, steps_per_call, overrides)
+        self.mc, self.tc = mc, tc
         text = load_text(text_path())
         tok = CharTokenizer.from_text(text)
         self.data = jnp.asarray(train_val_split(tok.encode(text), self.mc.block_size)[0])
@@ -193,7 +195,7 @@ def bench_shape(shape: str, args) -> dict:
     if not args.no_compile:
         runners["torch-compile"] = TorchProc(shape, True)
     ready = {name: r.read() for name, r in runners.items()}  # the workers warm up while jax compiles below
-    jaxr = JaxRunner(shape, k, args.set)
+    jaxr = JaxRunner(*jax_configs(shape, k, args.set))
     runners = {"jaxgpt": jaxr, **runners}
     print(f"[{shape}] B={s['batch_size']} T={s['block_size']} L={s['n_layer']} H={s['n_head']} C={s['n_embd']} "
           f"dropout={s['dropout']}; {steps} steps per repeat, jaxgpt steps_per_call={k} {' '.join(args.set)}; "

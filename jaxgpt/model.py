@@ -23,7 +23,7 @@ from .config import GPTConfig
 from .layers import apply_rope, relu2, rms_norm, soft_cap
 from .params import Params
 
-Cache = tuple[jax.Array, jax.Array] | None  # (k, v), each (n_layer, B, H, block_size, hs) or one layer's (B, H, block_size, hs)
+Cache = tuple[jax.Array, jax.Array] | None  # (k, v): (L, B, H, block_size, hs), or one layer's (B, H, block_size, hs)
 
 
 def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:

@@ -28,8 +28,9 @@ PRESETS: dict[str, Preset] = {
         TrainConfig(batch_size=32, learning_rate=1e-2, max_iters=3000, lr_decay_iters=3000, weight_decay=0.01,
                     eval_interval=300, eval_iters=200, ckpt_interval=1000)),
     "nanogpt-cpu": Preset(
-        "nanoGPT's CPU model (4 layers, 4 heads, 128 wide, block 64) with AdamW, retuned for 5 minutes on a 2-core CPU: "
-        "batch 16, lr 2e-3 cosine to 2e-4, 3600 iterations, layers unrolled; `baby` until 2026-12 (docs/speed.md).",
+        "nanoGPT's CPU model (4 layers, 4 heads, 128 wide, block 64) with AdamW, retuned for 5 minutes on a 2-core "
+        "CPU: batch 16, lr 2e-3 cosine to 2e-4, 3600 iterations, layers unrolled; `baby` until 2026-12 "
+        "(docs/speed.md).",
         GPTConfig(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, scan_layers=False, **_NANOGPT_MODEL),
         TrainConfig(batch_size=16, learning_rate=2e-3, decay_lr=True, warmup_iters=100, lr_decay_iters=3600,
                     min_lr=2e-4, max_iters=3600, weight_decay=0.1, beta2=0.99, grad_clip=1.0,
