@@ -111,11 +111,13 @@ def row(r: dict) -> str:
     mb = lambda b: f"{b / 1e6:,.1f}"
     m, rl = r["train_memory"], r["roofline"]
     coll = ", ".join(f"{k} {v}" for k, v in sorted(r["collectives"].items())) or "none"
-    return (f"| {r['target']} | {r['preset']} | {r['sharding']} | {mb(m['arguments'])} | {mb(m['temporaries'])} | "
+    preset = " ".join([r["preset"], *(f"{k}={v}" for k, v in sorted(r["sets"].items()))])  # --set overrides shown
+    whole = r["train_s"] + r["eval_s"]
+    return (f"| {r['target']} | {preset} | {r['sharding']} | {mb(m['arguments'])} | {mb(m['temporaries'])} | "
             f"{mb(m['outputs'])} | {r['train_peak_frac_hbm']:.1%} | {coll} | "
             f"{r['xla_flops_per_step'] / 1e9:,.1f} / {r['flops_py_per_step'] / 1e9:,.1f} | "
             f"{rl['compute_s'] * 1e3:.2f} / {rl['memory_s'] * 1e3:.2f} ({rl['bound']}) | {r['tokens_per_s']:,.0f} | "
-            f"{r['train_s'] + r['eval_s']:,.0f} |")
+            f"{whole:,.{0 if whole >= 10 else 1}f} |")
 
 
 HEADER = ("| target | preset | sharding | arguments MB | temporaries MB | outputs MB | peak / HBM | collectives "
