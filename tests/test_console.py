@@ -1,9 +1,10 @@
 """`python -m jaxgpt train|sample` from an empty folder, as the console commands jaxgpt-train / jaxgpt-sample run
-(.ci/run runs those from a non-editable install in a fresh virtual environment)."""
-import os
-import subprocess
+(.ci/run runs those for real, from a non-editable install in a fresh virtual environment)."""
+import runpy
 import sys
 import tomllib
+
+import pytest
 
 from conftest import REPO
 
@@ -20,18 +21,26 @@ def test_python_m_jaxgpt_needs_a_command(capsys):
     assert "unknown command 'fit'" in capsys.readouterr().err
 
 
-def test_python_m_jaxgpt_trains_and_samples_from_an_empty_folder(tmp_path):
+def test_python_m_jaxgpt_trains_and_samples_from_an_empty_folder(tmp_path, monkeypatch, capsys):
+    """`python -m jaxgpt` as the interpreter runs it (runpy, in-process: no second jax start-up, the compiled
+    programs shared with the suite), from a folder that holds nothing of the repository."""
     data = tmp_path / "input.txt"
-    data.write_text((REPO / "tests" / "data" / "tinyshakespeare_head.txt").read_text(encoding="utf-8")[:20000],
-                    encoding="utf-8")
+    data.write_text("hello world, the quick brown fox.\n" * 200)  # test_loggers.py's run: its programs, compiled once
     work = tmp_path / "empty"
     work.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    run = lambda *argv: subprocess.run([sys.executable, "-m", "jaxgpt", *argv], cwd=work, env=env,
-                                       capture_output=True, text=True, timeout=300)
-    train = run("train", "--preset", "bigram", "--max-iters", "50", "--data", str(data))
-    assert train.returncode == 0, train.stderr
+    monkeypatch.chdir(work)
+
+    def run(*argv) -> int:
+        monkeypatch.setattr(sys, "argv", ["python -m jaxgpt", *argv])
+        monkeypatch.delitem(sys.modules, "jaxgpt.__main__", raising=False)  # run as the interpreter would: fresh
+        with pytest.raises(SystemExit) as done:
+            runpy.run_module("jaxgpt", run_name="__main__", alter_sys=True)
+        return done.value.code
+
+    assert run("train", "--preset", "bigram", "--data", str(data), "--max-iters", "20", "--set", "eval_interval=10",
+               "eval_iters=2", "sample_chars=5") == 0, capsys.readouterr().err
     assert (work / "out" / "bigram" / "checkpoints").is_dir()
-    sample = run("sample", "--out-dir", "out/bigram", "--max-new-tokens", "40", "--prompt", "ROMEO:")
-    assert sample.returncode == 0, sample.stderr
-    assert "ROMEO:" in sample.stdout and len(sample.stdout.split("ROMEO:", 1)[1].strip()) > 0
+    capsys.readouterr()
+    assert run("sample", "--out-dir", "out/bigram", "--max-new-tokens", "40", "--prompt", "the ") == 0
+    out = capsys.readouterr().out
+    assert "the " in out and len(out.split("the ", 1)[1].strip()) > 0
