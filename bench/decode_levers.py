@@ -4,8 +4,9 @@
 `stacked` feeds the same tokens through `GPTLanguageModel.decode` (the Blocks as one loop over the stacked
 weights), the path `generate` used before. The other variants are a hand-written lecture-shape decoder, probes of
 one lever each, not package code: MODE,LAYOUT,FASTPICK where MODE is `scanxs` (lax.scan over the stacked weights
-and caches), `fori` (fori_loop over layers, the stacked cache carried and updated in place), `split` (weights and
-caches split per layer outside the token loop, layers unrolled); LAYOUT is the cache's `thd` (T, H, hs) or `htd`
+and caches), `fori` (fori_loop over layers, the stacked cache carried and updated in place), `unroll` (layers
+unrolled, each step slicing the stacked weights and cache), `split` (weights and caches split per layer outside the
+token loop, layers unrolled); LAYOUT is the cache's `thd` (T, H, hs) or `htd`
 (H, T, hs); FASTPICK 1 samples with a bare categorical (no top-k / top-p sort) instead of `pick_token`.
 Times are CPU seconds of this process per token (steadier than wall time on a shared machine), median [min..max].
 

@@ -138,10 +138,8 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
 def train_steps(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig,
                 n_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
     """`n_steps` train_steps in one program; metrics come back stacked, (n_steps,) each."""
-    def step(s, _):
-        s, metrics = train_step(sharding.constrain_state(s), data, mc, tc)
-        return sharding.constrain_state(s), metrics
-    return jax.lax.scan(step, state, None, length=n_steps)
+    return jax.lax.scan(lambda s, _: train_step(sharding.constrain_state(s), data, mc, tc), state, None,
+                        length=n_steps)
 
 
 def train_steps_jit(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig,

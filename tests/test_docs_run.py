@@ -56,7 +56,7 @@ def stop_at(*events):
 def shell_commands(text: str):
     """Each command line of the page's shell blocks (continuations and quoted newlines joined), as argv lists; a
     line with `&&` gives its parts. Blocks of sample output (no known program first) are skipped."""
-    indented = [m for m in re.findall(r"^ {4}(python .*)$", FENCE.sub("", text), re.M)]  # 4-space code blocks
+    indented = re.findall(r"^ {4}(python .*)$", FENCE.sub("", text), re.M)  # 4-space code blocks
     for lang, block in [*FENCE.findall(text), ("", "\n".join(indented))]:
         if lang not in ("", "bash", "sh"):
             continue

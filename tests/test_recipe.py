@@ -162,8 +162,8 @@ def test_wsd_schedule():
 
 # parameter counts at vocab 65 before the switches existed (48e5faf; nanogpt-cpu was `baby` then); the defaults
 # keep every layout
-COUNTS = {"bigram": 4225, "nanogpt-cpu": 804096, "lecture": 10788929, "shakespeare-char": 10745088, "ladder-bigram": 4225,
-          "ladder-pos": 4481, "ladder-head": 8609, "ladder-multihead": 8609, "ladder-ffwd": 10721,
+COUNTS = {"bigram": 4225, "nanogpt-cpu": 804096, "lecture": 10788929, "shakespeare-char": 10745088,
+          "ladder-bigram": 4225, "ladder-pos": 4481, "ladder-head": 8609, "ladder-multihead": 8609, "ladder-ffwd": 10721,
           "ladder-blocks": 23201, "ladder-residual": 41921, "ladder-layernorm": 42369, "ladder-dropout": 42369,
           "babygpt": 23233}
 
