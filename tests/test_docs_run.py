@@ -7,7 +7,9 @@ Shakespeare ($JAXGPT_DATA_DIR); paths under /tmp/ and /shared/ are mapped into t
   placed, the run files written; the step-0 checkpoint is where the test stops it, then the fixture stands in for
   the finished run); a resumed run goes on to its first compiled step; a finished one says so; the n-gram preset
   trains to the end (seconds);
-- `sample.py` runs to the end, 500 characters shortened to 20 (the run is the tiny fixture);
+- `sample.py` runs to the end, each sample shortened to 2 characters, which with the longest documented prompt
+  (`ROMEO:`) fill the fixture's 8-token window: no command compiles the past-the-window steps or the speculative
+  fallback (tests/test_sampling.py and tests/test_speculative.py test those);
 - `python -c` runs its code; `bench/tpu_compile.py` and `bench/train_speed.py` run up to their first case (a test
   stub records it: the compile or the timing is where they stop);
 - `pdoc` is the command tests/test_api_docs.py runs; what cannot run here is named with the reason (installs, a
@@ -40,6 +42,10 @@ NOT_RUN = {"pip": "an install (.ci/run installs into a fresh virtual environment
 BENCH = {"bench/tpu_compile.py": ("measure",), "bench/train_speed.py": ("bench_shape",),
          "bench/time_to_quality.py": ("torch_step_s", "run_budgeted"), "bench/step_cost.py": ("build",),
          "bench/step_phases.py": ("JaxRunner",)}
+
+
+SAMPLED = 2  # characters per sample.py command: "ROMEO:" and 2 fill the fixture's block_size of 8
+LENGTHS = re.compile(r"(?<=, )(500|200|100|60)(?=, )")  # the lengths the docs' Python blocks sample: ", 500, key"
 
 
 class Started(BaseException):
@@ -132,11 +138,9 @@ def run_command(argv, tmp, capsys, monkeypatch) -> str:
         return "run"
     if script == "sample.py":
         check_sample_args(sample_parser().parse_args(args))
-        shortened = [re.sub(r"^500$", "20", a) for a in args]
-        if "--max-new-tokens" not in shortened:
-            shortened += ["--max-new-tokens", "20"]
-        assert sample_main(shortened) == 0, capsys.readouterr().err
-        return "run (20 characters)"
+        i = args.index("--max-new-tokens") if "--max-new-tokens" in args else len(args)
+        assert sample_main([*args[:i], *args[i + 2:], "--max-new-tokens", str(SAMPLED)]) == 0, capsys.readouterr().err
+        return f"run ({SAMPLED} characters)"
     if script in BENCH:
         monkeypatch.syspath_prepend(str(REPO / "bench"))
         bench = importlib.import_module(Path(script).stem)
@@ -182,5 +186,5 @@ def test_python_blocks_run(page, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     namespace = {"__name__": "__docs__"}
     for block in re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), re.S):
-        block = re.sub(r"\b500\b", "20", block)  # shortened by the test: 20 characters per call, not 500
+        block = LENGTHS.sub(str(SAMPLED), block)  # shortened by the test, as the sample.py commands are
         exec(compile(block, str(page), "exec"), namespace)
