@@ -22,11 +22,12 @@ def test_vmap_ensemble_of_4_seeds_equals_its_separately_trained_twins():
     assert metrics["loss"].shape == (len(seeds), n_steps)
     members, losses = jax.tree.map(np.asarray, states.params), np.asarray(metrics["loss"])  # compared on the host
 
-    # each twin made and trained on its own, in one program (key=PRNGKey(s) is what seed=s makes)
-    twin_run = jax.jit(lambda k: jaxgpt.train_steps(jaxgpt.create_state(TINY, tc, key=k), data, TINY, tc, n_steps))
+    # each twin made and trained on its own (key=PRNGKey(s) is what seed=s makes); init_params is the compiled
+    # program every TINY test shares, the twins' 10 steps one more program
+    twin_steps = jax.jit(lambda s: jaxgpt.train_steps(s, data, TINY, tc, n_steps))
     worst = 0.0
     for i, seed in enumerate(seeds):
-        twin, twin_metrics = twin_run(jax.random.PRNGKey(seed))
+        twin, twin_metrics = twin_steps(jaxgpt.create_state(TINY, tc, key=jax.random.PRNGKey(seed)))
         diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(a[i] - np.asarray(b)))), members, twin.params)
         worst = max(worst, *jax.tree.leaves(diffs))
         np.testing.assert_allclose(losses[i], twin_metrics["loss"], atol=1e-6, rtol=0)
