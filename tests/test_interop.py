@@ -20,6 +20,17 @@ from conftest import REPO  # noqa: E402
 from torch_models import GPT, GPTLanguageModel, NanoGPTConfig  # noqa: E402
 
 SIZES = dict(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=32)
+CHARS = sorted(set("hello world\n"))  # the ckpt.pt tests' vocabulary
+# the model of the three ckpt.pt tests: one init program and one sampling program for all of them
+CKPT_MODEL = GPTConfig(**{**SIZES, "vocab_size": len(CHARS)}, bias=False, qkv_bias=False, activation="gelu_exact",
+                       tie_embeddings=True, dropout=0.1)
+
+
+def _write_meta(path):
+    """nanoGPT's shakespeare_char meta.pkl (what its prepare.py writes: vocab_size, itos, stoi) for CHARS."""
+    path.write_bytes(pickle.dumps({"vocab_size": len(CHARS), "itos": dict(enumerate(CHARS)),
+                                   "stoi": {c: i for i, c in enumerate(CHARS)}}))
+    return path
 
 
 def _randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -78,7 +89,7 @@ def test_nanogpt_logits_match_and_round_trip_is_exact(bias, flash, compiled):
 
 
 def test_nanogpt_ckpt_pt_with_model_args(tmp_path):
-    config = GPTConfig(**SIZES, bias=False, qkv_bias=False, activation="gelu_exact", tie_embeddings=True, dropout=0.1)
+    config = CKPT_MODEL
     params = init_params(config, jax.random.PRNGKey(3))
     interop.save_nanogpt_ckpt(tmp_path / "ckpt.pt", params, config)
     config2, params2 = interop.from_nanogpt_ckpt(tmp_path / "ckpt.pt")
@@ -104,12 +115,7 @@ def test_untrusted_files_run_no_code(tmp_path):
     with pytest.raises(CheckpointError, match="not a loadable nanoGPT checkpoint"):
         interop.from_nanogpt_ckpt(tmp_path / "ckpt.pt")
     assert not marker.exists()
-    # the genuine article: nanoGPT's prepare.py writes {vocab_size, itos, stoi}
-    chars = sorted(set("hello world\n"))
-    good = tmp_path / "good.pkl"
-    good.write_bytes(pickle.dumps({"vocab_size": len(chars), "itos": dict(enumerate(chars)),
-                                   "stoi": {c: i for i, c in enumerate(chars)}}))
-    assert runimport.load_meta_pkl(good).chars == chars
+    assert runimport.load_meta_pkl(_write_meta(tmp_path / "good.pkl")).chars == CHARS  # the genuine article
 
 
 def _tiny_gpt2():
@@ -197,12 +203,8 @@ def test_training_parity_with_pytorch_200_steps():
 def test_import_command_makes_a_run_folder_that_samples(tmp_path, capsys):
     from jaxgpt.__main__ import main
 
-    chars = sorted(set("hello world\n"))
-    meta = tmp_path / "meta.pkl"
-    meta.write_bytes(pickle.dumps({"vocab_size": len(chars), "itos": dict(enumerate(chars)),
-                                   "stoi": {c: i for i, c in enumerate(chars)}}))
-    config = GPTConfig(**{**SIZES, "vocab_size": len(chars)}, bias=False, qkv_bias=False, activation="gelu_exact",
-                       tie_embeddings=True, dropout=0.0)  # the next test's model: one sampling program for both
+    meta = _write_meta(tmp_path / "meta.pkl")
+    config = CKPT_MODEL
     interop.save_nanogpt_ckpt(tmp_path / "ckpt.pt", init_params(config, jax.random.PRNGKey(0)), config)
 
     assert main(["import", str(tmp_path / "ckpt.pt"), "--out-dir", str(tmp_path / "run")]) == 2
@@ -225,17 +227,15 @@ def test_ckpt_pt_read_in_place_by_sample_and_init_from(tmp_path, capsys, monkeyp
 
     text = tmp_path / "input.txt"
     text.write_text("hello world\n" * 300)
-    chars = sorted(set(text.read_text()))
-    config = GPTConfig(**{**SIZES, "vocab_size": len(chars)}, bias=False, qkv_bias=False, activation="gelu_exact",
-                       tie_embeddings=True, dropout=0.0)
+    assert sorted(set(text.read_text())) == CHARS
+    config = CKPT_MODEL
     params = init_params(config, jax.random.PRNGKey(4))
     interop.save_nanogpt_ckpt(tmp_path / "ckpt.pt", params, config)
     source = str(tmp_path / "ckpt.pt")
     assert sample_main(["--out-dir", source, "--max-new-tokens", "4"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "meta.pkl" in err, err
-    (tmp_path / "meta.pkl").write_bytes(pickle.dumps({"vocab_size": len(chars), "itos": dict(enumerate(chars)),
-                                                      "stoi": {c: i for i, c in enumerate(chars)}}))
+    _write_meta(tmp_path / "meta.pkl")
     assert sample_main(["--out-dir", source, "--prompt", "hello", "--max-new-tokens", "8", "--greedy"]) == 0
     assert "hello" in capsys.readouterr().out
     out = tmp_path / "run"
