@@ -184,9 +184,10 @@ def gather_params(params):
 
 def constrain_state(state):
     """At the start of each step `train_steps` scans, on an fsdp mesh: the state pinned to its `state_shardings`
-    split, so the scan carries it as the jit's in/out shardings say (pinning the step's output instead does not). Without it the TPU compiler picks another layout for the
-    loop's carry and reshards inside every step (shakespeare-char on a v5e-8 at 10 steps a call: 2 all-to-alls and
-    5.4 GB of temporaries a chip against 0.8 GB for one step, docs/scaling.md). Elsewhere `state` is returned as is."""
+    split, so the scan carries it as the jit's in/out shardings say (pinning the step's output instead does not).
+    Without it the TPU compiler picks another layout for the loop's carry and reshards inside every step
+    (shakespeare-char on a v5e-8 at 10 steps a call: 2 all-to-alls and 5.4 GB of temporaries a chip against 0.8 GB
+    for one step, docs/scaling.md). Elsewhere `state` is returned as is."""
     mesh = jax.sharding.get_abstract_mesh()
     if not splits_params(mesh):
         return state

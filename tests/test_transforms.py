@@ -22,12 +22,12 @@ def test_vmap_ensemble_of_4_seeds_equals_its_separately_trained_twins():
     assert metrics["loss"].shape == (len(seeds), n_steps)
     members, losses = jax.tree.map(np.asarray, states.params), np.asarray(metrics["loss"])  # compared on the host
 
-    # each twin made and trained on its own (key=PRNGKey(s) is what seed=s makes); init_params is the compiled
-    # program every TINY test shares, the twins' 10 steps one more program
+    # each twin made from its seed alone (create_state's docstring: key=PRNGKey(s) is what seed=s makes; its
+    # init_params is the compiled program every TINY test shares) and trained by one 10-step program for the four
     twin_steps = jax.jit(lambda s: jaxgpt.train_steps(s, data, TINY, tc, n_steps))
     worst = 0.0
     for i, seed in enumerate(seeds):
-        twin, twin_metrics = twin_steps(jaxgpt.create_state(TINY, tc, key=jax.random.PRNGKey(seed)))
+        twin, twin_metrics = twin_steps(jaxgpt.create_state(TINY, replace(tc, seed=seed)))
         diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(a[i] - np.asarray(b)))), members, twin.params)
         worst = max(worst, *jax.tree.leaves(diffs))
         np.testing.assert_allclose(losses[i], twin_metrics["loss"], atol=1e-6, rtol=0)
@@ -35,6 +35,7 @@ def test_vmap_ensemble_of_4_seeds_equals_its_separately_trained_twins():
     assert worst <= 1e-6, f"an ensemble member is {worst} from its twin"
     # and the members really differ: 4 seeds, 4 models
     assert np.max(np.abs(members["ln_f"]["scale"][0] - members["ln_f"]["scale"][1])) > 0
+
 
 def test_loss_fn_per_token_is_the_unreduced_mean():
     params = jaxgpt.init_params(TINY, jax.random.PRNGKey(0))
