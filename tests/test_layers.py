@@ -1,7 +1,8 @@
 """The package's layers: every module imports only modules of its own layer or below, and no import cycle exists.
 
 Imports are read from the source with `ast` (inside functions too, where a cycle likes to hide), so the test needs
-no import of jaxgpt and sees every edge, taken at run time or not.
+no import of jaxgpt and sees every edge, taken at run time or not. A subpackage (`data/`) is one room of the
+layering: its files import each other freely and the rest of the package by the same rules as a module.
 """
 import ast
 from pathlib import Path
@@ -21,13 +22,16 @@ LAYERS = {
 }
 
 
-def imports_of(path: Path) -> set[str]:
-    """jaxgpt modules imported by `path`: `from . import x`, `from .x import y`, `import jaxgpt.x`, `from jaxgpt..."""
+def imports_of(path: Path, depth: int = 1) -> set[str]:
+    """jaxgpt modules imported by `path`: `from . import x`, `from .x import y`, `import jaxgpt.x`, `from jaxgpt...`.
+    `depth` is how far below jaxgpt/ the file lies (2 in a subpackage: `from ..x` is a module, `from .y` a sibling)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level == 1 or base.split(".")[0] == "jaxgpt":
+            if 0 < node.level < depth:
+                continue  # a sibling in the same subpackage: the same room
+            if node.level == depth or base.split(".")[0] == "jaxgpt":
                 base = base.removeprefix("jaxgpt").lstrip(".")
                 if base:
                     found.add(base.split(".")[0])
@@ -38,8 +42,22 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
+def source_files() -> list[Path]:
+    """Every module of the package, its subpackages' included."""
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def room(path: Path) -> str:
+    """The room a file belongs to: its module name, or its subpackage's name."""
+    rel = path.relative_to(PACKAGE)
+    return rel.parts[0] if len(rel.parts) > 1 else path.stem
+
+
 def graph() -> dict[str, set[str]]:
-    return {p.stem: imports_of(p) for p in sorted(PACKAGE.glob("*.py"))}
+    g: dict[str, set[str]] = {}
+    for p in source_files():
+        g.setdefault(room(p), set()).update(imports_of(p, len(p.relative_to(PACKAGE).parts)) - {room(p)})
+    return g
 
 
 def test_every_module_has_a_layer():
@@ -76,11 +94,15 @@ def test_the_reader_finds_each_import():
         p = Path(d) / "m.py"
         p.write_text(src)
         assert imports_of(p) == {"a", "b", "c", "d", "e", "g"}
+        assert imports_of(p, depth=2) == {"d", "e"}  # in a subpackage, `from .x` is a sibling
+        p.write_text("from ..errors import E\nfrom . import sibling\nfrom .. import config\n")
+        assert imports_of(p, depth=2) == {"errors", "config"}
 
 
 def test_files_and_loop_functions_stay_readable():
     """A file a reader can hold in their head (<= 300 lines); the loop as a short story (functions <= 50 lines)."""
-    long_files = {p.name: n for p in PACKAGE.glob("*.py") if (n := len(p.read_text().splitlines())) > 300}
+    long_files = {str(p.relative_to(PACKAGE)): n for p in source_files()
+                  if (n := len(p.read_text().splitlines())) > 300}
     assert not long_files, long_files
     tree = ast.parse((PACKAGE / "loop.py").read_text())
     long_functions = {f.name: f.end_lineno - f.lineno + 1 for f in ast.walk(tree)
