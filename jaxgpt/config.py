@@ -33,6 +33,8 @@ class GPTConfig(_Checked):
     GPTConfig(n_embd=30, n_head=4) raises ConfigError. `GPTConfig(n_layer=2, n_embd=64).head_size == 16`."""
     model: str = "gpt"               # "gpt"; "bigram" = the lecture's bigram.py (a vocab x vocab table)
     vocab_size: int = 65             # set from the tokenizer at run time (Tiny Shakespeare has 65 characters)
+    vocab_multiple: int = 1          # embedding table and lm_head padded to a multiple of this, logits cut back to
+                                     # vocab_size (nanoGPT's GPT-2: 50257 -> 50304 = 64 x 786, "for efficiency")
     block_size: int = 256            # context length T
     n_layer: int = 6                 # Blocks; 0 leaves embeddings -> lm_head (the lecture's first GPT step)
     n_head: int = 6                  # attention heads per Block, each n_embd // n_head wide
@@ -66,13 +68,18 @@ class GPTConfig(_Checked):
     def head_size(self) -> int:
         return self.n_embd // self.n_head
 
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding table and lm_head: vocab_size rounded up to a multiple of vocab_multiple."""
+        return -(-self.vocab_size // self.vocab_multiple) * self.vocab_multiple
+
     def _check(self) -> None:
         _check_choice("model", self.model, MODELS)
         _check_choice("pos_embedding", self.pos_embedding, POS_EMBEDDINGS)
         _check_choice("activation", self.activation, ACTIVATIONS)
         _check_choice("norm", self.norm, NORMS)
         _check_choice("dtype", self.dtype, DTYPES)
-        _check_at_least(self, 1, "vocab_size", "block_size", "n_embd", "n_head", "ffwd_mult")
+        _check_at_least(self, 1, "vocab_size", "vocab_multiple", "block_size", "n_embd", "n_head", "ffwd_mult")
         _check_at_least(self, 0, "n_layer", "lora_rank")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")

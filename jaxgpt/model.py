@@ -192,7 +192,7 @@ class GPTLanguageModel(nn.Module):
     def setup(self):
         c = self.config
         init = nn.initializers.normal(c.init_std)
-        self.token_embedding_table = nn.Embed(c.vocab_size, c.n_embd, embedding_init=init)
+        self.token_embedding_table = nn.Embed(c.padded_vocab_size, c.n_embd, embedding_init=init)
         if c.pos_embedding == "learned":
             self.position_embedding_table = nn.Embed(c.block_size, c.n_embd, embedding_init=init)
         if c.n_layer:
@@ -202,9 +202,9 @@ class GPTLanguageModel(nn.Module):
                                   unroll=1 if c.scan_layers else c.n_layer)(c)
         self.ln_f = _layer_norm(c, "ln_f")
         if not c.tie_embeddings:
-            self.lm_head = _dense(c, (c.vocab_size,), name="lm_head")
+            self.lm_head = _dense(c, (c.padded_vocab_size,), name="lm_head")
         elif c.bias:
-            self.lm_head_bias = self.param("lm_head_bias", nn.initializers.zeros, (c.vocab_size,))
+            self.lm_head_bias = self.param("lm_head_bias", nn.initializers.zeros, (c.padded_vocab_size,))
 
     def embed(self, idx: jax.Array, pos=0) -> jax.Array:
         """The input of the first Block: token (+ position) embeddings of idx (B, T) at positions pos.. (B, T, C)"""
@@ -233,7 +233,7 @@ class GPTLanguageModel(nn.Module):
                 logits = logits + self.lm_head_bias
         else:
             logits = self.lm_head(x)
-        return soft_cap(logits.astype(jnp.float32), c.logit_softcap)  # (B, T, vocab_size)
+        return soft_cap(logits[..., :c.vocab_size].astype(jnp.float32), c.logit_softcap)  # cut vocab_multiple's pad
 
     def __call__(self, idx: jax.Array, targets: jax.Array | None = None, deterministic: bool = True):
         logits, _ = self._forward(idx, None, 0, deterministic)
