@@ -35,6 +35,8 @@ class Target:
     topology: str                    # topology_name, e.g. "v5e:2x4" (chips along each axis)
     chips_per_host: tuple | None     # chips_per_host_bounds; None = libtpu's default layout of hosts
     doc: str                         # one line: what it is
+    megacore: bool = False           # libtpu describes each TensorCore as a device; keep one a chip (core 0), the
+                                     # devices JAX sees on the VM and mesh_utils requires (v4: 2 cores a chip)
 
 
 TARGETS = {
@@ -43,6 +45,7 @@ TARGETS = {
     "v5e-8": Target("v5e:2x4", (2, 4, 1), "v5litepod-8: 8 chips on one host"),
     "v6e-4": Target("v6e:2x2", None, "v6e-4 (Trillium): 4 chips on one host"),
     "v5e-16": Target("v5e:4x4", None, "v5litepod-16: 16 chips on 4 hosts (a jax.distributed run)"),
+    "v4-8": Target("v4:2x2x1", None, "v4-8: 4 chips on one host, one JAX device a chip (megacore)", megacore=True),
 }
 # device_kind -> (HBM bytes, HBM bytes/s) of one JAX device, from Google Cloud's TPU pages: v2 16 GiB and 600 GB/s
 # per chip, v3 32 GiB and 900 GB/s, both halved per TensorCore (one JAX device each); v4 32 GiB, 1200 GB/s; v5e
@@ -77,7 +80,8 @@ def devices(target: str) -> list:
     from jax.experimental import topologies
     t = TARGETS[target]
     bounds = {} if t.chips_per_host is None else {"chips_per_host_bounds": t.chips_per_host}
-    return list(topologies.get_topology_desc(topology_name=t.topology, platform="tpu", **bounds).devices)
+    found = topologies.get_topology_desc(topology_name=t.topology, platform="tpu", **bounds).devices
+    return [d for d in found if not t.megacore or d.core_on_chip == 0]
 
 
 def mesh_for(target: str, kind: str = "data"):
@@ -117,7 +121,8 @@ def compile_estimate(mc: GPTConfig, tc: TrainConfig, mesh, n_tokens: int, eval_i
     data = jax.ShapeDtypeStruct((n_tokens,), np.uint8, sharding=sharding.replicated(mesh))
     key = _shape(np.zeros(2), mesh, np.uint32)
     with sharding.mesh_context(mesh):
-        return training._estimate.lower(params, data, key, mc, tc.batch_size, eval_iters or tc.eval_iters).compile()
+        micro = tc.batch_size // tc.gradient_accumulation_steps  # estimate_loss's batch
+        return training._estimate.lower(params, data, key, mc, micro, eval_iters or tc.eval_iters).compile()
 
 
 def compile_full(mc: GPTConfig, tc: TrainConfig, mesh, n_tokens: int):
@@ -139,8 +144,10 @@ def compile_generate(mc: GPTConfig, tc: TrainConfig, mesh, new_tokens: int | Non
 
 def analysis_configs(mc: GPTConfig, tc: TrainConfig) -> tuple[GPTConfig, TrainConfig]:
     """The same step with nothing scanned: XLA's cost analysis counts a `scan` body once, so FLOPs and bytes of
-    one optimizer step come from a program of 1 step, unrolled layers and the whole batch at once."""
-    return replace(mc, scan_layers=False), replace(tc, steps_per_call=1, gradient_accumulation_steps=1)
+    one optimizer step come from a program of 1 step, unrolled layers and one micro-batch, no accumulation scan."""
+    micro = tc.batch_size // tc.gradient_accumulation_steps
+    return replace(mc, scan_layers=False), replace(tc, steps_per_call=1, gradient_accumulation_steps=1,
+                                                   batch_size=micro)
 
 
 def step_cost(mc: GPTConfig, tc: TrainConfig, mesh, n_train: int) -> dict[str, float]:
@@ -150,12 +157,16 @@ def step_cost(mc: GPTConfig, tc: TrainConfig, mesh, n_train: int) -> dict[str, f
     step, 629 s unrolled, on a loaded 2-core machine), so a model of L > 2 layers is compiled unrolled with 1 and 2
     layers and extrapolated: every Block is the same computation on the same shapes, so
     cost(L) = cost(1) + (L - 1) * (cost(2) - cost(1)). Exact for the FLOPs; the bytes assume the compiler fuses
-    each Block alike (docs/scaling.md compares it with the 6-layer compile)."""
+    each Block alike (docs/scaling.md compares it with the 6-layer compile). With k > 1 accumulation micro-batches
+    (the whole batch at once may not fit a chip) it is compiled with 1 and 2 micro-batches' rows and extrapolated
+    alike in k, so the optimizer update is counted once."""
     amc, atc = analysis_configs(mc, tc)
-    if amc.n_layer <= 2:
-        return cost(compile_train(amc, atc, mesh, n_train))
-    one, two = (cost(compile_train(replace(amc, n_layer=n), atc, mesh, n_train)) for n in (1, 2))
-    return {k: one[k] + (amc.n_layer - 1) * (two[k] - one[k]) for k in one}
+    L, k = amc.n_layer, tc.gradient_accumulation_steps
+    ls, ks = (1, 2) if L > 2 else (L,), (1, 2) if k > 1 else (1,)
+    c = {(l, j): cost(compile_train(replace(amc, n_layer=l), replace(atc, batch_size=j * atc.batch_size), mesh,
+                                    n_train)) for l in ls for j in ks}
+    at_l = lambda j, m: c[ls[0], j][m] + (L - ls[0]) * (c[ls[-1], j][m] - c[ls[0], j][m])  # extrapolated to L
+    return {m: at_l(ks[0], m) + (k - ks[0]) * (at_l(ks[-1], m) - at_l(ks[0], m)) for m in c[ls[0], ks[0]]}
 
 
 # ---------------------------------------------------------------------------------------------- what it shows

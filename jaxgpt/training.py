@@ -169,8 +169,10 @@ def _estimate(params, data, key, mc: GPTConfig, batch_size: int, eval_iters: int
 
 
 def estimate_loss(params: Params, splits: dict[str, jax.Array], key: jax.Array, mc: GPTConfig, tc: TrainConfig) -> dict:
-    """The lecture's estimate_loss: mean loss over eval_iters random batches of each split (dropout off)."""
-    return {name: _estimate(params, data, jax.random.fold_in(key, i), mc, tc.batch_size, tc.eval_iters)
+    """The lecture's estimate_loss: mean loss over eval_iters random batches of each split (dropout off), each a
+    micro-batch (batch_size / gradient_accumulation_steps, as nanoGPT evaluates: what fits in memory)."""
+    micro = tc.batch_size // tc.gradient_accumulation_steps
+    return {name: _estimate(params, data, jax.random.fold_in(key, i), mc, micro, tc.eval_iters)
             for i, (name, data) in enumerate(splits.items())}
 
 
