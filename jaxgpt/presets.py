@@ -91,6 +91,18 @@ PRESETS["baby"] = Preset(
     replace(PRESETS["nanogpt-cpu"].model, pos_embedding="rope", norm="rms", qk_norm=True, activation="relu2",
             zero_init_proj=True),
     replace(PRESETS["nanogpt-cpu"].train, optimizer="muon"))
+# nanoGPT's config/train_gpt2.py on its model.py defaults. Its step: 40 micro-steps of 12 sequences (5 on each of
+# 8 GPUs) = 480 x 1024 tokens. Here the global batch of 480 in 20 micro-batches of 24, 3 a chip on 8 chips: nanoGPT's
+# 12 a GPU rely on flash attention, and this model's (B, H, T, T) weights at 6 a chip fill a v5e's 16 GB
+# (docs/scaling.md). bf16 compute everywhere; on a CPU --set dtype=float32 is no slower.
+PRESETS["gpt2-124m"] = Preset(
+    "nanoGPT's config/train_gpt2.py: GPT-2 124M (12x12x768, block 1024, vocab 50257 padded to 50304), bf16, "
+    "491,520 tokens a step (480 x 1024, 20 micro-batches), lr 6e-4 cosine to 6e-5 over 600k steps, warm-up 2000.",
+    GPTConfig(vocab_size=50257, vocab_multiple=64, block_size=1024, n_layer=12, n_head=12, n_embd=768, dropout=0.0,
+              dtype="bfloat16", **{**_NANOGPT_MODEL, "activation": "gelu_exact"}),  # nanoGPT's nn.GELU(): erf
+    TrainConfig(batch_size=480, gradient_accumulation_steps=20, learning_rate=6e-4, decay_lr=True, warmup_iters=2000,
+                lr_decay_iters=600_000, min_lr=6e-5, max_iters=600_000, weight_decay=0.1, beta2=0.95, grad_clip=1.0,
+                eval_interval=1000, eval_iters=200, ckpt_interval=1000))
 PRESETS["ngram"] = Preset(
     "Count-based 7-gram with interpolated modified Kneser-Ney smoothing (--set smoothing=add_alpha alpha=0.05 for "
     "add-alpha); trains by counting, no gradient steps.",

@@ -165,7 +165,7 @@ def test_wsd_schedule():
 COUNTS = {"bigram": 4225, "nanogpt-cpu": 804096, "lecture": 10788929, "shakespeare-char": 10745088,
           "ladder-bigram": 4225, "ladder-pos": 4481, "ladder-head": 8609, "ladder-multihead": 8609, "ladder-ffwd": 10721,
           "ladder-blocks": 23201, "ladder-residual": 41921, "ladder-layernorm": 42369, "ladder-dropout": 42369,
-          "babygpt": 23233}
+          "babygpt": 23233, "gpt2-124m": 85838592}  # gpt2-124m: its 65 characters padded to 128 rows
 
 
 def test_defaults_are_todays_behaviour():
