@@ -41,7 +41,8 @@ from jaxgpt.presets import get_preset
 # the cases, in the order they are worth compiling: every target for the two GPT presets, then baby
 CASES = [("v5e-1", "data"), ("v5e-8", "data"), ("v5e-8", "fsdp"), ("v2-8", "data"), ("v6e-4", "data"),
          ("v5e-16", "fsdp")]
-DEFAULT = [(t, p, k) for p in ("shakespeare-char", "lecture", "baby") for t, k in CASES]
+DEFAULT = [(t, p, k) for p in ("shakespeare-char", "lecture", "baby") for t, k in CASES] + [
+    ("v5e-8", "gpt2-124m", "data"), ("v4-8", "gpt2-124m", "data")]  # GPT-2 124M on the slices it is sized for
 
 
 def timed(fn, *args):
@@ -112,17 +113,18 @@ def row(r: dict) -> str:
     m, rl = r["train_memory"], r["roofline"]
     coll = ", ".join(f"{k} {v}" for k, v in sorted(r["collectives"].items())) or "none"
     preset = " ".join([r["preset"], *(f"{k}={v}" for k, v in sorted(r["sets"].items()))])  # --set overrides shown
-    whole = r["train_s"] + r["eval_s"]
+    whole, hours = r["train_s"] + r["eval_s"], 1e9 / r["tokens_per_s"] / 3600  # 1B training tokens, no evaluations
     return (f"| {r['target']} | {preset} | {r['sharding']} | {mb(m['arguments'])} | {mb(m['temporaries'])} | "
             f"{mb(m['outputs'])} | {r['train_peak_frac_hbm']:.1%} | {coll} | "
             f"{r['xla_flops_per_step'] / 1e9:,.1f} / {r['flops_py_per_step'] / 1e9:,.1f} | "
             f"{rl['compute_s'] * 1e3:.2f} / {rl['memory_s'] * 1e3:.2f} ({rl['bound']}) | {r['tokens_per_s']:,.0f} | "
-            f"{whole:,.{0 if whole >= 10 else 1}f} |")
+            f"{whole:,.{0 if whole >= 10 else 1}f} | {hours:,.{1 if hours >= 1 else 2}f} |")
 
 
 HEADER = ("| target | preset | sharding | arguments MB | temporaries MB | outputs MB | peak / HBM | collectives "
           "(train program) | GFLOPs per step per device, XLA / flops.py | roofline ms, compute / memory | "
-          "tokens/s (est.) | whole run s (est.) |\n|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "tokens/s (est.) | whole run s (est.) | 1B tokens h (est.) |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def main(argv=None) -> int:

@@ -119,3 +119,20 @@ def test_multi_host_v5e_4x4_compiles_the_train_step_through_the_distributed_shar
     assert specs(compiled.input_shardings[0][0]) == expected == specs(compiled.output_shardings[0])
     assert any("fsdp" in s for s in expected)  # the state really is split across the 4 hosts' chips
     assert aot.collectives(compiled)["all-gather"] >= 1  # the parameters gathered for the step, as on one host
+
+
+def test_v4_8_is_one_device_a_chip_as_on_a_v4_vm():
+    """libtpu describes a v4 chip's two TensorCores as two devices; the v4-8 target keeps one a chip (megacore)."""
+    devices = list(aot.mesh_for("v4-8").devices.flat)
+    assert len(devices) == 4 and {d.device_kind for d in devices} == {"TPU v4"}
+    assert {d.core_on_chip for d in devices} == {0} and len({tuple(d.coords) for d in devices}) == 4
+
+
+def test_step_cost_extrapolated_over_micro_batches_matches_the_whole_batch():
+    """With accumulation the cost is compiled at 1 and 2 micro-batches' rows and extrapolated (the whole batch at
+    once may not fit a chip): its FLOPs are those of the whole batch in one program, the update counted once."""
+    mesh = aot.mesh_for("v5e-1")
+    tc = replace(ONE_STEP, batch_size=64, gradient_accumulation_steps=4)
+    extrapolated = aot.step_cost(UNROLLED, tc, mesh, N_TOKENS)  # compiled with 16 and 32 rows
+    whole = aot.cost(aot.compile_train(UNROLLED, replace(tc, gradient_accumulation_steps=1), mesh, N_TOKENS))
+    assert extrapolated["flops"] == pytest.approx(whole["flops"], rel=0.01)
