@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .tokenizers import load_tokenizer
 
 FORMAT, VERSION = "jaxgpt-tokens", 1
 DTYPES = ("uint16", "uint32")
@@ -61,14 +62,11 @@ def _meta_json(path: Path) -> dict:
         raise DataError(f"{path / 'meta.json'} has version {meta['version']}, newer than this jaxgpt reads "
                         f"({VERSION}); upgrade jaxgpt")
     tok = meta.get("tokenizer") or {}
-    if tok.get("kind") != "char":
-        raise DataError(f"{path}: tokenizer kind {tok.get('kind')!r} is not read by this version's loader yet "
-                        f"(char folders only); prepare the folder with --tokenizer char")
-    try:
-        chars = json.loads((path / tok.get("file", "tokenizer.json")).read_text(encoding="utf-8"))["chars"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise DataError(f"{path}: the char tokenizer {tok.get('file', 'tokenizer.json')} cannot be read "
-                        f"({type(e).__name__}: {e})") from None
+    tokenizer = load_tokenizer(path / tok.get("file", "tokenizer.json"), tok.get("kind"))
+    if tokenizer.kind != "char":  # the run's checkpoints, sampling and tokenizer.json record characters today
+        raise DataError(f"{path}: a {tokenizer.kind} token folder (vocab {tokenizer.vocab_size}) is read by the "
+                        f"loader but runs train on char folders only in this version; prepare with the char tokenizer")
+    chars = tokenizer.chars
     if meta.get("dtype") not in DTYPES:
         raise DataError(f"{path / 'meta.json'}: dtype {meta.get('dtype')!r} is not one of {', '.join(DTYPES)}")
     return {"dtype": meta["dtype"], "vocab_size": int(meta.get("vocab_size", len(chars))), "chars": chars,
