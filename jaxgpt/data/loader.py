@@ -35,7 +35,6 @@ class Windows:
                  block_size: int, rows: tuple[int, int]):
         self.folder, self.split, self.stream, self.seed = folder, split, stream, seed
         self.batch_size, self.n_micro, self.block_size, self.rows = batch_size, n_micro, block_size, rows
-        self.read_log: list | None = None  # tests: set to [] to record (step, global rows) read here
         self._ids = None
 
     def __getstate__(self):
@@ -55,8 +54,6 @@ class Windows:
         rows = self.global_rows()
         offsets = window_offsets(self.seed, self.stream, int(step), self.batch_size, len(self._ids),
                                  self.block_size)[rows]
-        if self.read_log is not None:
-            self.read_log.append((int(step), rows.tolist()))
         window = np.stack([self._ids[o:o + self.block_size + 1] for o in offsets]).astype(np.int32)  # (b, T+1)
         window = window.reshape(self.n_micro, -1, self.block_size + 1)
         return window[..., :-1], window[..., 1:]
