@@ -123,7 +123,7 @@ def memory_child(folder: str, steps: int) -> None:
             time.sleep(0.005)
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    out = Path(folder).parent / "run"
+    out = Path(str(folder).rstrip("/") + "-run")
     status = train_main(["--data", folder, "--out-dir", str(out), "--max-iters", str(steps), "--set",
                          f"eval_interval={steps}", f"ckpt_interval={steps}", "eval_iters=5", "sample_chars=0",
                          "full_eval_tokens=4096"])
