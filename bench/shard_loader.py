@@ -159,10 +159,10 @@ def losses(args, tmp: Path) -> None:
                            f"eval_interval={args.steps // 3}", f"ckpt_interval={args.steps}", "eval_iters=50",
                            "sample_chars=0", f"lr_decay_iters={args.steps}", "warmup_iters=30"]) == 0
         rows[name] = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    print("step  memory train/val        shards train/val")
+    print("memory path train/val | shard path train/val")
     for a, b in zip(rows["memory"], rows["shards"]):
         full = (f"   full pass val: {a['val_loss_full']:.4f} / {b['val_loss_full']:.4f}" if "val_loss_full" in a else "")
-        print(f"{a['step']:4d}  {a['train_loss']:.4f} / {a['val_loss']:.4f}    {b['train_loss']:.4f} / "
+        print(f"step {a['step']}: {a['train_loss']:.4f} / {a['val_loss']:.4f} | {b['train_loss']:.4f} / "
               f"{b['val_loss']:.4f}{full}")
 
 
