@@ -2,7 +2,7 @@
 
     python bench/shard_loader.py speed  [--repeats 30]        # step time, interleaved A B B A ...
     python bench/shard_loader.py memory [--big-gb 2]          # peak RssAnon / VmRSS: 2 GB vs 2 MB train.bin
-    python bench/shard_loader.py losses [--steps 300]         # Tiny Shakespeare chars: train.bin vs the text
+    python bench/shard_loader.py losses [--steps 300] [--seed 1337]  # Tiny Shakespeare chars: train.bin vs text
 
 Every token folder is written here, as nanoGPT's shakespeare_char/prepare.py writes one (uint16 ids, meta.pkl),
 into a temporary folder under /tmp that is deleted at the end. `memory` trains each size in a fresh child process
@@ -77,15 +77,18 @@ def speed(args, tmp: Path) -> None:
         feed = feeds.make_feed(run, mesh, train_np, val_np, 0)
         state = sharding.init_sharded(partial(create_state, run.model, tc), mesh)[0]
         paths[name] = [feed, state, 0, [], run.model]
-    n = tc.steps_per_call
+    n, feed_ms = tc.steps_per_call, {}
 
     def call(name, record):
         feed, state, step, times, model = paths[name]
         t0 = time.perf_counter()  # the shard path's time includes taking the batches and placing them
-        state, metrics = train_steps_jit(state, feed.train(step, n), model, tc, n)
+        data = feed.train(step, n)
+        t_feed = time.perf_counter() - t0
+        state, metrics = train_steps_jit(state, data, model, tc, n)
         jax.block_until_ready(metrics)
         if record:
             times.append((time.perf_counter() - t0) / n * 1e3)
+            feed_ms.setdefault(name, []).append(t_feed / n * 1e3)
         paths[name][1:3] = [state, step + n]
 
     for name in paths:  # compile, then one warm call each
@@ -94,6 +97,8 @@ def speed(args, tmp: Path) -> None:
         for name in (("memory", "shards") if r % 2 == 0 else ("shards", "memory")):
             call(name, True)
     stats = {name: (statistics.median(t), min(t), max(t)) for name, (_, _, _, t, _) in paths.items()}
+    print("of which handing the batches over (feed.train, per step): " + ", ".join(
+        f"{k} median {statistics.median(v):.3f} ms (max {max(v):.3f})" for k, v in feed_ms.items()))
     ratios = [s / m for s, m in zip(paths["shards"][3], paths["memory"][3])]
     for name, (med, lo, hi) in stats.items():
         print(f"{name:7s} median {med:.2f} ms/step (min {lo:.2f}, max {hi:.2f}) over {args.repeats} calls of {n} steps")
@@ -157,7 +162,8 @@ def losses(args, tmp: Path) -> None:
         out = tmp / f"run-{name}"
         assert train_main(["--data", data, "--out-dir", str(out), "--max-iters", str(args.steps), "--set",
                            f"eval_interval={args.steps // 3}", f"ckpt_interval={args.steps}", "eval_iters=50",
-                           "sample_chars=0", f"lr_decay_iters={args.steps}", "warmup_iters=30"]) == 0
+                           "sample_chars=0", f"lr_decay_iters={args.steps}", "warmup_iters=30",
+                           f"seed={args.seed}"]) == 0
         rows[name] = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     print("memory path train/val | shard path train/val")
     for a, b in zip(rows["memory"], rows["shards"]):
@@ -173,6 +179,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=30)
     p.add_argument("--big-gb", type=float, default=2.0)
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--seed", type=int, default=1337, help="losses: both runs' seed (another shows the seed noise)")
     args = p.parse_args()
     if args.what == "memory-child":
         return memory_child(args.folder, args.steps)
