@@ -173,8 +173,9 @@ sys.exit(status)
 """
 
 
-def test_two_processes_read_only_their_rows_and_equal_one(folder, straight, tmp_path):
-    """4 devices in 2 processes, batch 4: each process reads rows of its 2 devices, the result is the 1-device run."""
+def test_two_processes_read_only_their_rows_equal_one_and_resume_in_one(folder, straight, tmp_path):
+    """4 devices in 2 processes, batch 4: each process reads rows of its 2 devices, the result is the 1-device run,
+    and a --resume with 1 process continues the same stream (resharded, docs/data.md)."""
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER.format(tests=str(REPO / "tests")))
     port = _free_port()
@@ -197,3 +198,12 @@ def test_two_processes_read_only_their_rows_and_equal_one(folder, straight, tmp_
     for a, b in zip(records(straight), records(tmp_path / "two"), strict=True):
         for key in ("train_loss", "val_loss", "val_loss_full"):
             assert abs(a.get(key, 0) - b.get(key, 0)) <= 1.01e-5, (key, a, b)
+    # --resume in 1 process from the 2 processes' checkpoint reshards the stream: the same batches as 1 process
+    import shutil
+    shutil.copytree(straight, tmp_path / "one")
+    for out in ("one", "two"):
+        assert train_main(["--out-dir", str(tmp_path / out), "--resume", "--max-iters", str(STEPS + 2)]) == 0
+    assert ckpt.read_data_state(tmp_path / "two", STEPS + 2) == {"loader": {"next_index": STEPS + 2},
+                                                                 "process_count": 1}
+    a, b = records(tmp_path / "one")[-1], records(tmp_path / "two")[-1]
+    assert a["step"] == b["step"] == STEPS + 2 and abs(a["train_loss"] - b["train_loss"]) <= 1.01e-5, (a, b)
