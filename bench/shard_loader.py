@@ -58,7 +58,8 @@ def random_folder(folder: Path, train_bytes: int, vocab: int = 65) -> Path:
     rng.integers(0, vocab, 20_000, dtype=np.uint16).tofile(folder / "val.bin")
     chars = [chr(32 + i) for i in range(vocab)]
     with open(folder / "meta.pkl", "wb") as f:
-        pickle.dump({"vocab_size": vocab, "itos": dict(enumerate(chars)), "stoi": {c: i for i, c in enumerate(chars)}}, f)
+        pickle.dump({"vocab_size": vocab, "itos": dict(enumerate(chars)),
+                     "stoi": {c: i for i, c in enumerate(chars)}}, f)
     return folder
 
 
@@ -167,7 +168,8 @@ def losses(args, tmp: Path) -> None:
         rows[name] = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     print("memory path train/val | shard path train/val")
     for a, b in zip(rows["memory"], rows["shards"]):
-        full = (f"   full pass val: {a['val_loss_full']:.4f} / {b['val_loss_full']:.4f}" if "val_loss_full" in a else "")
+        full = (f"   full pass val: {a['val_loss_full']:.4f} / {b['val_loss_full']:.4f}"
+                if "val_loss_full" in a else "")
         print(f"step {a['step']}: {a['train_loss']:.4f} / {a['val_loss']:.4f} | {b['train_loss']:.4f} / "
               f"{b['val_loss']:.4f}{full}")
 

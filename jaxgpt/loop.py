@@ -177,7 +177,8 @@ def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_e
 
 
 def _save(mgr, state, meta: dict, val_loss: float | None, on_event: OnEvent, feed) -> None:
-    ckpt.save(mgr, state, meta, val_loss, feed.state())  # with the loader's state on the shard path; asynchronous: the event comes while the step may still be written
+    # the loader's state (shard path) in the same step; asynchronous: the event comes while it may still be written
+    ckpt.save(mgr, state, meta, val_loss, feed.state())
     on_event("saving", step=int(state.step))
 
 

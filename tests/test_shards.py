@@ -134,7 +134,8 @@ def _bad(folder: Path, case: str) -> Path:
         np.concatenate([np.fromfile(d / "train.bin", np.uint16), [vocab]]).astype(np.uint16).tofile(d / "train.bin")
     elif case == "dtype":  # meta.json counts uint16 ids but says uint32: the file's size cannot be that
         for name in ("train", "val"):
-            (d / f"{name}.bin").write_bytes((d / f"{name}.bin").read_bytes()[:os.path.getsize(d / f"{name}.bin") // 4 * 4])
+            whole = (d / f"{name}.bin").read_bytes()
+            (d / f"{name}.bin").write_bytes(whole[:len(whole) // 4 * 4])
         with_meta_json(d, "0" * 64)
         meta = json.loads((d / "meta.json").read_text())
         (d / "meta.json").write_text(json.dumps({**meta, "dtype": "uint32"}))
