@@ -85,7 +85,8 @@ def manager(out_dir: Path, keep: int = 3, read_only: bool = False) -> ocp.Checkp
         read_only=read_only, cleanup_tmp_directories=not read_only,  # a temp folder is a save a kill cut short
         enable_async_checkpointing=True)
     handlers = {"params": ocp.StandardCheckpointHandler(), "train": ocp.StandardCheckpointHandler(),
-                "meta": ocp.JsonCheckpointHandler()}  # named up front, so item_metadata works before any restore
+                "meta": ocp.JsonCheckpointHandler(), "data": ocp.JsonCheckpointHandler()}  # named up front, so
+    # item_metadata works before any restore; `data` is the shard path's loader state (feeds.Shards)
     return ocp.CheckpointManager(Path(out_dir).absolute() / CKPT_DIR, options=options, item_handlers=handlers)
 
 
@@ -100,15 +101,26 @@ def run_meta(mc: cfg.GPTConfig, tc: cfg.TrainConfig, tokenizer: CharTokenizer, *
     return {"format": FORMAT, "config": cfg.to_dict(mc, tc), "tokenizer": tokenizer.chars, **extra}
 
 
-def save(mgr: ocp.CheckpointManager, state: TrainState, meta: dict, val_loss: float | None = None) -> None:
-    """Start an asynchronous save of `state` at its step; returns once the arrays are copied off the device."""
+def save(mgr: ocp.CheckpointManager, state: TrainState, meta: dict, val_loss: float | None = None,
+         data: dict | None = None) -> None:
+    """Start an asynchronous save of `state` at its step (and the loader's `data` state, in the same step);
+    returns once the arrays are copied off the device."""
     step = int(state.step)
     train = {"opt_state": state.opt_state, "step": state.step, "key": state.key}
     meta = {**meta, "step": step, "val_loss": val_loss,
             "fingerprint": {"params": fingerprint(state.params), "train": fingerprint(train)}}
     mgr.save(step, force=True, metrics=None if val_loss is None else {"val_loss": val_loss},
              args=ocp.args.Composite(params=ocp.args.StandardSave(state.params),
-                                     train=ocp.args.StandardSave(train), meta=ocp.args.JsonSave(meta)))
+                                     train=ocp.args.StandardSave(train), meta=ocp.args.JsonSave(meta),
+                                     **({} if data is None else {"data": ocp.args.JsonSave(data)})))
+
+
+def read_data_state(out_dir: Path, step: int) -> dict | None:
+    """The loader state saved with `step` (None when the step has none: a run on the in-memory path)."""
+    with manager(out_dir, read_only=True) as mgr:
+        if not (Path(mgr.directory) / str(step) / "data").is_dir():
+            return None
+        return mgr.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore()))["data"]
 
 
 # ---------------------------------------------------------------------------------------------------- restoring

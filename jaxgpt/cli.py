@@ -23,7 +23,8 @@ from .sample_cli import check_sample_args, sample_main, sample_parser  # noqa: F
 def train_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="train.py", description="Train a character-level GPT on a text (default: Tiny Shakespeare).")
     p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default baby)")
-    p.add_argument("--data", help="a text file, an http(s) URL, hf:NAME[:CONFIG], or tinyshakespeare (default)")
+    p.add_argument("--data", help="a text file, an http(s) URL, hf:NAME[:CONFIG], tinyshakespeare (default), or a "
+                                  "folder of token files (train.bin, val.bin, meta.json or meta.pkl; docs/data.md)")
     p.add_argument("--out-dir", type=Path, help="where the run's files go (default out/<preset>)")
     p.add_argument("--max-iters", type=int, help="stop after this many steps (the lr schedule is unchanged)")
     p.add_argument("--seed", type=int, help="root of every random key (default 1337)")

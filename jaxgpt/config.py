@@ -148,6 +148,7 @@ class TrainConfig(_Checked):
     sharding: str = "data"           # data: replicate state, split batch | fsdp: also shard params on their largest dim
     seed: int = 1337                 # the lecture's torch.manual_seed(1337)
     sample_chars: int = 300          # characters printed at the end of train.py
+    full_eval_tokens: int = 0        # targets the final full validation pass scores at most; 0: all of val
 
     def _check(self) -> None:
         _check_choice("sharding", self.sharding, SHARDINGS)
@@ -163,7 +164,7 @@ class TrainConfig(_Checked):
                               f"gradient_accumulation_steps {self.gradient_accumulation_steps}")
         if self.learning_rate <= 0 or self.min_lr < 0:
             raise ConfigError(f"learning_rate {self.learning_rate} must be > 0 and min_lr {self.min_lr} >= 0")
-        _check_at_least(self, 0, "warmup_iters", "sample_chars", "seed")
+        _check_at_least(self, 0, "warmup_iters", "sample_chars", "seed", "full_eval_tokens")
         _check_range(self, "beta1", 0.0, 1.0, open_high=True)
         _check_range(self, "beta2", 0.0, 1.0, open_high=True)
         _check_range(self, "weight_decay", 0.0)

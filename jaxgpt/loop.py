@@ -8,7 +8,6 @@ restored from a checkpoint continues bit for bit (docs/checkpoints.md).
 """
 from __future__ import annotations
 
-import hashlib
 import signal
 import time
 from dataclasses import replace
@@ -21,7 +20,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import config as cfg
-from . import budget, flops, ngram, runimport, sharding
+from . import budget, feeds, flops, ngram, runimport, sharding
 from .data import CharTokenizer
 from .errors import NumericalError
 from .lora import count_trainable
@@ -30,7 +29,7 @@ from .params import count_params, merge_params, mismatch_error, mismatches
 from .progress import OnEvent, Progress, Signals
 from .rundir import MetricsLog, Run, check_out_dir, prepare, write_run_files
 from .sampling import generate
-from .training import create_state, estimate_loss, evaluate_full, make_keys, train_steps_jit
+from .training import create_state, make_keys, train_steps_jit
 from .viz import save_loss_png
 
 class Interrupted(Exception):
@@ -52,14 +51,17 @@ def chunk_sizes(step: int, tc: cfg.TrainConfig):
         step += n
 
 
-def evaluate(params, splits: dict, val_np: np.ndarray, key, step: int, mc, tc, mesh) -> dict:
+def evaluate(params, feed, key, step: int, tc) -> dict:
     """The record of an evaluation at `step`: the lecture's estimate_loss on both splits and, at max_iters, the
-    whole validation split once (`val_loss_full`)."""
-    with sharding.mesh_context(mesh):  # eval batches split over the devices too
-        losses = estimate_loss(params, splits, jax.random.fold_in(key, step), mc, tc)
+    whole validation split once (`val_loss_full`; with full_eval_tokens or on the shard path, `val_full_tokens`
+    says how many targets it scored)."""
+    losses = feed.estimate(params, key, step)
     record = {"step": step, "train_loss": round(float(losses["train"]), 5), "val_loss": round(float(losses["val"]), 5)}
     if step == tc.max_iters:
-        record["val_loss_full"] = round(evaluate_full(params, val_np, mc), 5)
+        loss, scored = feed.full(params)
+        record["val_loss_full"] = round(loss, 5)
+        if tc.full_eval_tokens or feed.path == "shards":
+            record["val_full_tokens"] = scored
     return record
 
 
@@ -114,23 +116,25 @@ def train(run: Run, log=print, on_event: OnEvent | None = None, clock: Callable[
     sharding.check_batch(tc.batch_size, mesh, tc.gradient_accumulation_steps)
     main = sharding.is_main_process()  # process 0 alone prints and writes metrics; all of them save checkpoints
     log = log if main else (lambda *a, **k: None)
-    data_sha = hashlib.sha256(train_np.tobytes() + val_np.tobytes()).hexdigest()[:16]
+    data_sha = feeds.data_identity(run, train_np, val_np)
     on_event = on_event or (lambda *a, **k: None)
     t_start = time.perf_counter()
     state, restored = make_state(run, log, mesh)
+    feed = feeds.make_feed(run, mesh, train_np, val_np, int(state.step))
     run = budget.fit_to_budget(run, state, mesh, train_np, val_np, log, clock or time.monotonic)  # before any write
     mc, tc = run.model, run.train
     meta = ckpt.run_meta(mc, tc, tokenizer, preset=run.preset, data=run.data, data_sha256=data_sha)
     step = int(state.step)
     if _check_restored(run, restored, step, data_sha, log):
         return {}
+    if restored is not None:
+        feed.restore(run.out_dir, step)  # the loader continues its stream where the step left it
     with ckpt.manager(run.out_dir, tc.keep_checkpoints) as mgr, Signals() as signals:
         if main:
             write_run_files(run, tokenizer)
         metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", -1 if restored is None else step, main)
-        progress = _announce(run, state, mesh, train_np, val_np, restored, log, on_event,
-                             t_start - metrics_log.elapsed_s)
-        evaluations = Evaluations(run, mesh, train_np, val_np, metrics_log, progress)
+        progress = _announce(run, state, mesh, feed, restored, log, on_event, t_start - metrics_log.elapsed_s)
+        evaluations = Evaluations(run, feed, metrics_log, progress)
         try:
             state, step, record = _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_event)
         except NumericalError as e:
@@ -153,11 +157,11 @@ def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_e
     if restored is None:  # step 0: a checkpoint exists from the start, so any kill is resumable
         on_event("before-first-checkpoint", step=0)
         record = evaluations(state.params, 0)
-        _save(mgr, state, meta, record["val_loss"], on_event)
+        _save(mgr, state, meta, record["val_loss"], on_event, evaluations.feed)
     elif step % tc.eval_interval == 0 and step not in evaluations.metrics_log.steps:
         record = evaluations(state.params, step)
     for n in chunk_sizes(step, tc):
-        state, metrics = train_steps_jit(state, evaluations.splits["train"], run.model, tc, n)
+        state, metrics = train_steps_jit(state, evaluations.feed.train(step, n), run.model, tc, n)
         progress.after_call(metrics, n)
         step += n
         evaluating = step % tc.eval_interval == 0 or step == tc.max_iters
@@ -166,14 +170,15 @@ def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_e
             if step == tc.max_iters:
                 on_event("final-full-pass", step=step)
             record = evaluations(state.params, step) if evaluating else record
-            _save(mgr, state, meta, record["val_loss"] if evaluating else None, on_event)
+            _save(mgr, state, meta, record["val_loss"] if evaluating else None, on_event, evaluations.feed)
         if signals.signum is not None:
             break
     return state, step, record
 
 
-def _save(mgr, state, meta: dict, val_loss: float | None, on_event: OnEvent) -> None:
-    ckpt.save(mgr, state, meta, val_loss)  # asynchronous: the event comes while the step may still be written
+def _save(mgr, state, meta: dict, val_loss: float | None, on_event: OnEvent, feed) -> None:
+    # the loader's state (shard path) in the same step; asynchronous: the event comes while it may still be written
+    ckpt.save(mgr, state, meta, val_loss, feed.state())
     on_event("saving", step=int(state.step))
 
 
@@ -188,16 +193,14 @@ def _diverged_hint(run: Run, mgr) -> str:
 
 class Evaluations:
     """A run's evaluations: each record is `evaluate`'s plus the throughput since the last one; it goes into the
-    metrics log and is printed. Holds the token arrays on the devices (the train split is what steps sample)."""
+    metrics log and is printed. Holds the run's feed (feeds.py: the batches of the steps and the evaluations)."""
 
-    def __init__(self, run: Run, mesh, train_np, val_np, metrics_log: MetricsLog, progress: Progress):
-        self.run, self.mesh, self.val_np, self.metrics_log, self.progress = run, mesh, val_np, metrics_log, progress
-        self.splits = {"train": sharding.put_replicated(train_np, mesh), "val": sharding.put_replicated(val_np, mesh)}
+    def __init__(self, run: Run, feed, metrics_log: MetricsLog, progress: Progress):
+        self.run, self.feed, self.metrics_log, self.progress = run, feed, metrics_log, progress
         self.key = make_keys(run.train.seed)["eval"]
 
     def __call__(self, params, step: int) -> dict:
-        record = {**evaluate(params, self.splits, self.val_np, self.key, step, self.run.model, self.run.train,
-                             self.mesh), **self.progress.timing()}
+        record = {**evaluate(params, self.feed, self.key, step, self.run.train), **self.progress.timing()}
         self.metrics_log.write(record)
         if self.progress.main:  # the record for other sinks (jaxgpt.loggers: --log tensorboard / wandb)
             self.progress.on_event("eval", record=record)
@@ -221,16 +224,16 @@ def _check_restored(run: Run, restored: dict | None, step: int, data_sha: str, l
     return False
 
 
-def _announce(run: Run, state, mesh, train_np, val_np, restored, log, on_event: OnEvent | None,
-              t_start: float) -> Progress:
+def _announce(run: Run, state, mesh, feed, restored, log, on_event: OnEvent | None, t_start: float) -> Progress:
     """Print the effective config and what is being trained on what; returns the run's Progress."""
     mc, tc = run.model, run.train
     shardings = jax.tree.map(lambda x: x.sharding, state)
     log(cfg.to_json(mc, tc))
     log(f"preset {run.preset or '(custom)'}: {count_params(state.params):,} parameters "
-        f"({count_trainable(state.params, mc):,} trainable), vocab {mc.vocab_size}, {len(train_np):,} train / "
-        f"{len(val_np):,} val tokens; {sharding.describe(mesh, shardings)}"
+        f"({count_trainable(state.params, mc):,} trainable), vocab {mc.vocab_size}, {feed.tokens[0]:,} train / "
+        f"{feed.tokens[1]:,} val tokens; {sharding.describe(mesh, shardings)}"
         + (f"; resumed at step {int(state.step)}" if restored is not None else ""))
+    log(feed.describe())  # which way the batches come in, once (config.json's data_path records it)
     flops_per_token, peak = flops.flops_per_token(mc, state.params), flops.device_peak_flops()
     log(flops.describe(flops_per_token, peak, mesh.size))
     return Progress(mc, tc, int(state.step), sharding.is_main_process(), on_event or (lambda *a, **k: None),

@@ -17,6 +17,7 @@ from . import checkpoint as ckpt
 from . import config as cfg
 from . import ngram
 from .data import CharTokenizer, load_text, train_val_split
+from .data.tokenfolder import TokenFolder, is_token_folder, open_token_folder
 from .errors import RunError
 
 # what a run has to lose besides complete checkpoints; config.json and tokenizer.json are written again
@@ -37,6 +38,7 @@ class Run:
     time_budget_s: float = 0.0                # > 0: budget.fit_to_budget chooses max_iters (a new run only)
     started_s: float | None = None            # the command's start on the loop's clock (None: the loop's start)
     saved_grad_clip: float | None = None      # the checkpoint's grad_clip when --resume changed it (optimizer layout)
+    tokens: TokenFolder | None = None         # --data DIR of token files, checked by prepare: the shard path
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -57,7 +59,10 @@ def check_out_dir(out_dir: Path) -> None:
 
 
 def prepare(run: Run) -> tuple[Run, CharTokenizer, np.ndarray, np.ndarray]:
-    """Load and tokenize the text, size the vocabulary, and split; raises DataError/ConfigError/RunError."""
+    """Load and tokenize the text, size the vocabulary, and split; raises DataError/ConfigError/RunError. A folder
+    of token files is checked and memory-mapped instead (the splits returned are read-only memmaps)."""
+    if is_token_folder(run.data):
+        return _prepare_tokens(run)
     text = load_text(run.data)
     tokenizer = run.tokenizer or CharTokenizer.from_text(text)
     if run.resume and CharTokenizer.from_text(text).chars != tokenizer.chars:
@@ -72,9 +77,20 @@ def prepare(run: Run) -> tuple[Run, CharTokenizer, np.ndarray, np.ndarray]:
     return replace(run, model=model), tokenizer, train, val
 
 
+def _prepare_tokens(run: Run) -> tuple[Run, CharTokenizer, np.ndarray, np.ndarray]:
+    folder = open_token_folder(run.data, run.model.block_size)
+    tokenizer = CharTokenizer(list(folder.chars))
+    if run.tokenizer is not None and run.tokenizer.chars != tokenizer.chars:
+        raise RunError(f"data {run.data!r} has a different vocabulary from the checkpoint's; resume it with the "
+                       f"data it was trained on")
+    run = replace(run, model=replace(run.model, vocab_size=folder.vocab_size), tokens=folder)
+    return run, tokenizer, folder.split("train"), folder.split("val")
+
+
 def write_run_files(run: Run, tokenizer: CharTokenizer) -> None:
     run.out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {**cfg.to_dict(run.model, run.train), "preset": run.preset, "data": run.data}
+    meta = {**cfg.to_dict(run.model, run.train), "preset": run.preset, "data": run.data,
+            "data_path": "memory" if run.tokens is None else "shards"}  # which way the batches came in
     (run.out_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     (run.out_dir / "tokenizer.json").write_text(tokenizer.to_json() + "\n")
 

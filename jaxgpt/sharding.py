@@ -218,6 +218,22 @@ def put_replicated(array: np.ndarray, mesh: Mesh) -> jax.Array:
     return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
 
 
+def process_rows(mesh: Mesh, rows: int) -> tuple[int, int]:
+    """[lo, hi): the rows of a (rows, ...) batch split over the mesh's batch axes that this process's devices hold.
+    They are contiguous: the devices of a process come together in the mesh."""
+    index = batch_sharding(mesh).addressable_devices_indices_map((rows,)).values()
+    lo, hi = min(i[0].start or 0 for i in index), max(i[0].stop or rows for i in index)
+    return lo, hi
+
+
+def put_batches(local: np.ndarray, mesh: Mesh, rows: int) -> jax.Array:
+    """This process's rows (..., hi - lo, T) of a global (..., rows, T) batch as the global array, rows split over
+    the batch axes: each process passes only what it read (`jax.make_array_from_process_local_data`)."""
+    spec = P(*([None] * (local.ndim - 2)), tuple(mesh.axis_names), None)
+    shape = (*local.shape[:-2], rows, local.shape[-1])
+    return jax.make_array_from_process_local_data(NamedSharding(mesh, spec), local, shape)
+
+
 def fetch(x) -> np.ndarray:
     """A global array as a numpy array on every process (an all-gather when some shards live on other hosts)."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
@@ -241,19 +257,21 @@ def placement(tree) -> tuple[Mesh, object]:
 _STEPS: dict = {}
 
 
-def jit_step(step_fn: Callable, mesh: Mesh, state_sharding, static_argnums=(2,)):
+def jit_step(step_fn: Callable, mesh: Mesh, state_sharding, static_argnums=(2,), batches: bool = False):
     """jit `step_fn(state, data, *static) -> (state, metrics)` with explicit shardings: state in and out as
-    `state_sharding` (donated), the token array and the metrics replicated. The mesh is in context while it is
+    `state_sharding` (donated), the token array and the metrics replicated (with `batches`: data is the loader's
+    (x, y) (n, n_micro, B / n_micro, T), rows split over the batch axes). The mesh is in context while it is
     traced, so `constrain_batch` inside the step splits the sampled batch over the devices. One jitted function
     per (step_fn, mesh, shardings), so a second run in the same process reuses its compiled programs."""
     leaves, treedef = jax.tree.flatten(state_sharding)
-    cache_key = (step_fn, mesh, treedef, tuple(leaves), tuple(static_argnums))
+    cache_key = (step_fn, mesh, treedef, tuple(leaves), tuple(static_argnums), batches)
     if cache_key not in _STEPS:
         def traced(state, data, *static):
             with jax.sharding.use_abstract_mesh(mesh.abstract_mesh):
                 return step_fn(state, data, *static)
         rep = replicated(mesh)
-        _STEPS[cache_key] = jax.jit(traced, static_argnums=static_argnums, in_shardings=(state_sharding, rep),
+        data = (NamedSharding(mesh, P(None, None, tuple(mesh.axis_names), None)),) * 2 if batches else rep
+        _STEPS[cache_key] = jax.jit(traced, static_argnums=static_argnums, in_shardings=(state_sharding, data),
                                     out_shardings=(state_sharding, rep), donate_argnums=0)
     return _STEPS[cache_key]
 

@@ -103,8 +103,9 @@ def create_state(mc: GPTConfig, tc: TrainConfig, params: Params | None = None,
                       key=keys["train"])
 
 
-def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig) -> tuple[TrainState, dict]:
-    """One optimizer step on a batch drawn from `data` with fold_in(key, step); gradients averaged over
+def train_step(state: TrainState, data, mc: GPTConfig, tc: TrainConfig) -> tuple[TrainState, dict]:
+    """One optimizer step on a batch drawn from `data` (N,) with fold_in(key, step), or on the loader's batch
+    `data` = (x, y) (n_micro, B / n_micro, T) (the shard path); gradients averaged over
     gradient_accumulation_steps micro-batches."""
     step_key = jax.random.fold_in(state.key, state.step)
     batch_key, dropout_key = jax.random.split(step_key)
@@ -112,8 +113,11 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
     dropout = dropout_key if mc.dropout > 0 else None
 
     def micro(i):
-        x, y = sample_batch(data, jax.random.fold_in(batch_key, i), batch_size=tc.batch_size // n_micro,
-                            block_size=mc.block_size)
+        if isinstance(data, tuple):  # the loader's micro-batch i
+            x, y = data[0][i], data[1][i]
+        else:
+            x, y = sample_batch(data, jax.random.fold_in(batch_key, i), batch_size=tc.batch_size // n_micro,
+                                block_size=mc.block_size)
         x, y = constrain_batch(x), constrain_batch(y)  # rows over the mesh, when traced under one
         d = None if dropout is None else jax.random.fold_in(dropout, i)
         # fsdp: each weight gathered where it is used, its gradient reduce-scattered back to the shards
@@ -137,7 +141,10 @@ def train_step(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfi
 
 def train_steps(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig,
                 n_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
-    """`n_steps` train_steps in one program; metrics come back stacked, (n_steps,) each."""
+    """`n_steps` train_steps in one program; metrics come back stacked, (n_steps,) each. `data` is the token array
+    each step samples from, or the loader's (x, y) (n_steps, n_micro, B / n_micro, T), one batch a step."""
+    if isinstance(data, tuple):
+        return jax.lax.scan(lambda s, xy: train_step(sharding.constrain_state(s), xy, mc, tc), state, data)
     return jax.lax.scan(lambda s, _: train_step(sharding.constrain_state(s), data, mc, tc), state, None,
                         length=n_steps)
 
@@ -149,14 +156,15 @@ def train_steps_jit(state: TrainState, data: jax.Array, mc: GPTConfig, tc: Train
     The state stays where it lives (its shardings in and out; a state from `create_state` on one device is run on a
     1-device mesh), `data` (N,) is replicated. The state is donated: use the returned one, the one passed in is
     deleted. Compiled once per (config, n_steps, placement). Returns (state, metrics of each step (n_steps,))."""
-    return train_steps_program(state)(state, data, mc, tc, n_steps)
+    return train_steps_program(state, isinstance(data, tuple))(state, data, mc, tc, n_steps)
 
 
-def train_steps_program(state):
+def train_steps_program(state, batches: bool = False):
     """The jitted `train_steps` for a state where it lives: its mesh and shardings (`sharding.placement`). `state`
-    may be shapes carrying shardings (jaxgpt.aot compiles it ahead of time for a TPU)."""
+    may be shapes carrying shardings (jaxgpt.aot compiles it ahead of time for a TPU). `batches`: data is the
+    loader's (x, y) rather than the token array."""
     mesh, shardings = sharding.placement(state)
-    return sharding.jit_step(train_steps, mesh, shardings, static_argnums=(2, 3, 4))
+    return sharding.jit_step(train_steps, mesh, shardings, static_argnums=(2, 3, 4), batches=batches)
 
 
 @functools.partial(jax.jit, static_argnames=("mc", "batch_size", "eval_iters"))
@@ -166,6 +174,14 @@ def _estimate(params, data, key, mc: GPTConfig, batch_size: int, eval_iters: int
         x, y = constrain_batch(x), constrain_batch(y)
         return None, loss_fn(params, mc, x, y)
     return jax.lax.scan(one, None, jax.random.split(key, eval_iters))[1].mean()
+
+
+@functools.partial(jax.jit, static_argnames=("mc",))
+def estimate_batches(params, x, y, mc: GPTConfig):
+    """Mean loss over the loader's batches x, y (eval_iters, B, T) (dropout off): the shard path's estimate_loss."""
+    def one(_, xy):
+        return None, loss_fn(params, mc, constrain_batch(xy[0]), constrain_batch(xy[1]))
+    return jax.lax.scan(one, None, (x, y))[1].mean()
 
 
 def estimate_loss(params: Params, splits: dict[str, jax.Array], key: jax.Array, mc: GPTConfig, tc: TrainConfig) -> dict:
@@ -189,6 +205,11 @@ def evaluate_full(params: Params, tokens: np.ndarray, mc: GPTConfig, *, batch_wi
     """Mean loss over a whole split cut into non-overlapping block_size windows: every target once, deterministic."""
     x, y, w = full_pass_windows(tokens, mc.block_size, batch_windows)
     return float(_full_sum(params, x, y, w, mc)) / float(w.sum())
+
+
+def full_sum(params, x, y, w, mc: GPTConfig) -> float:
+    """Summed weighted loss of windows x, y, w (n_batches, batch_windows, T): one piece of a streamed full pass."""
+    return float(_full_sum(params, x, y, w, mc))
 
 
 def full_pass_windows(tokens: np.ndarray, block_size: int, batch_windows: int = 32):

@@ -17,7 +17,7 @@ LAYERS = {
     "training": 2, "sampling": 2, "sharding": 2, "flops": 2, "ngram": 2, "lora": 2, "attention": 2, "viz": 2,
     "speculative": 2, "optim": 2, "decoding": 2,
     "checkpoint": 3, "aot": 3, "drafts": 3, "interop": 3, "runimport": 3,
-    "rundir": 4, "budget": 4, "progress": 4, "loop": 4, "loggers": 4,
+    "rundir": 4, "budget": 4, "feeds": 4, "progress": 4, "loop": 4, "loggers": 4,
     "cli": 5, "sample_cli": 5, "cmdline": 5, "__main__": 5, "__init__": 5,
 }
 
