@@ -1,5 +1,6 @@
 """Weights from elsewhere as a jaxgpt run folder: `python -m jaxgpt import SOURCE --out-dir DIR --meta meta.pkl`,
-or read in place: `train.py --init-from SOURCE` and `sample.py --out-dir SOURCE` take a nanoGPT `ckpt.pt` or a
+or read in place: `train.py --init-from SOURCE` and `sample.py --out-dir SOURCE` take a nanoGPT `ckpt.pt` (or
+nanoGPT's out folder that holds it) or a
 Hugging Face GPT-2 directory directly when nanoGPT's `meta.pkl` lies beside it (`source_meta`, `source_params`).
 
 `load_meta_pkl` reads nanoGPT's character vocabulary through an unpickler that admits plain data only.
@@ -45,7 +46,7 @@ def load_meta_pkl(path) -> CharTokenizer:
 def load_source(path, meta_pkl=None) -> tuple[GPTConfig, dict, CharTokenizer | None]:
     """(config, params, tokenizer or None) of a nanoGPT `ckpt.pt` or a Hugging Face GPT-2 directory; the tokenizer
     comes from `meta_pkl` (character vocabularies only; GPT-2's BPE has no jaxgpt tokenizer)."""
-    path = Path(path)
+    path = nanogpt_folder(path)
     if path.is_dir() and not (path / "config.json").is_file():
         raise CheckpointError(f"{path} holds nothing to import: neither a nanoGPT ckpt.pt nor a Hugging Face model "
                               f"(config.json beside model.safetensors or pytorch_model.bin)")
@@ -115,9 +116,17 @@ def import_main(argv: list[str]) -> int:
     return 0
 
 
-def is_foreign(path) -> bool:
-    """A nanoGPT `ckpt.pt` (a .pt file) or a Hugging Face model directory (with its weights), not a run folder."""
+def nanogpt_folder(path) -> Path:
+    """nanoGPT's out folder (`sample.py --out_dir=out-shakespeare-char`) stands for its `ckpt.pt`: a folder that
+    holds a ckpt.pt and no checkpoints/ of a run is taken as that file; any other path is returned as it is."""
     path = Path(path)
+    return path / "ckpt.pt" if (path / "ckpt.pt").is_file() and not (path / "checkpoints").exists() else path
+
+
+def is_foreign(path) -> bool:
+    """A nanoGPT `ckpt.pt` (a .pt file, or a folder holding one) or a Hugging Face model directory (with its
+    weights), not a run folder."""
+    path = nanogpt_folder(path)
     weights = ("model.safetensors", "pytorch_model.bin")
     return (path.is_file() and path.suffix == ".pt") or (path.is_dir() and any((path / n).is_file() for n in weights))
 
@@ -127,7 +136,7 @@ def _foreign(path) -> tuple[dict, dict]:
     from . import checkpoint as ckpt
     from . import config as cfg
 
-    path = Path(path)
+    path = nanogpt_folder(path)
     require_extra(f"reading {path}", *(("torch", "torch") if path.is_file() else ("hf", "torch", "transformers")))
     meta_pkl = (path if path.is_dir() else path.parent) / "meta.pkl"
     if not meta_pkl.is_file():

@@ -241,7 +241,12 @@ def test_ckpt_pt_read_in_place_by_sample_and_init_from(tmp_path, capsys, monkeyp
     assert err.count("\n") == 1 and "meta.pkl" in err, err
     _write_meta(tmp_path / "meta.pkl")
     assert sample_main(["--out-dir", source, "--prompt", "hello", "--max-new-tokens", "8", "--greedy"]) == 0
-    assert "hello" in capsys.readouterr().out
+    text_of_file = capsys.readouterr().out
+    assert "hello" in text_of_file
+    # nanoGPT's habit: the out folder that holds ckpt.pt and meta.pkl (sample.py --out_dir=out-shakespeare-char)
+    assert sample_main(["--out-dir", str(tmp_path), "--prompt", "hello", "--max-new-tokens", "8", "--greedy"]) == 0
+    assert capsys.readouterr().out == text_of_file
+    source = str(tmp_path)  # train.py --init-from takes the folder too
     out = tmp_path / "run"
 
     class Built(BaseException):  # train_main lets it by, as a test hook's stop
