@@ -1,7 +1,7 @@
 """Weights from elsewhere as a jaxgpt run folder: `python -m jaxgpt import SOURCE --out-dir DIR --meta meta.pkl`,
 or read in place: `train.py --init-from SOURCE` and `sample.py --out-dir SOURCE` take a nanoGPT `ckpt.pt` (or
-nanoGPT's out folder that holds it) or a
-Hugging Face GPT-2 directory directly when nanoGPT's `meta.pkl` lies beside it (`source_meta`, `source_params`).
+nanoGPT's out folder that holds it) or a Hugging Face GPT-2 directory directly when nanoGPT's `meta.pkl` lies beside
+it (`source_meta`, `source_params`).
 
 `load_meta_pkl` reads nanoGPT's character vocabulary through an unpickler that admits plain data only.
 The folder holds step 0 of an ordinary run (jaxgpt.checkpoint), so `sample.py --out-dir DIR` and
