@@ -103,3 +103,13 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def differences(name: str, model, train: TrainConfig) -> list[str]:
+    """`key=value` for each field where (model, train) differ from preset `name` (from the defaults when `name` is
+    no preset, e.g. an imported run): what a run prints instead of its whole config."""
+    from .config import changed_fields
+
+    base = PRESETS.get(name) or Preset("", GPTConfig())
+    return [f"{k}={getattr(new, k)!r}" for new, old in ((model, base.model), (train, base.train))
+            if type(new) is type(old) for k in changed_fields(new, old)]
