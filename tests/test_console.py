@@ -82,3 +82,26 @@ def test_import_help_shows_the_whole_description(capsys):
     assert done.value.code == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "Hugging Face GPT-2 directory as a jaxgpt run folder" in out, out
+
+
+@pytest.mark.parametrize("argv0, command, usage", [
+    ("/venv/bin/jaxgpt-train", "train", "usage: jaxgpt-train "),
+    ("/venv/bin/jaxgpt-sample", "sample", "usage: jaxgpt-sample "),
+    ("/src/jaxgpt/__main__.py", "train", "usage: python -m jaxgpt train "),
+    ("/src/jaxgpt/__main__.py", "sample", "usage: python -m jaxgpt sample "),
+    ("train.py", "train", "usage: train.py "),
+    ("sample.py", "sample", "usage: sample.py ")])
+def test_help_names_the_command_typed(argv0, command, usage, monkeypatch, capsys):
+    from jaxgpt.cli import sample_main, train_main
+
+    monkeypatch.setattr(sys, "argv", [argv0, "--help"])
+    with pytest.raises(SystemExit) as done:
+        (train_main if command == "train" else sample_main)(["--help"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.startswith(usage)
+
+
+def test_python_m_jaxgpt_help_goes_to_stdout(capsys):
+    assert main(["--help"]) == 0
+    out, err = capsys.readouterr()
+    assert "python -m jaxgpt {train,sample,import}" in out and err == ""
