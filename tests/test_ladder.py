@@ -7,7 +7,7 @@ import pytest
 
 from conftest import REPO
 from jaxgpt.presets import LADDER, PRESETS
-from jaxgpt import count_params, init_params
+from jaxgpt import build_model, count_params, init_params
 
 
 def _params(name):
@@ -102,3 +102,36 @@ def test_each_step_has_the_lecture_modules_parameter_count():
     assert counts["ladder-bigram"] == 4225 and counts["ladder-ffwd"] == 8609 and counts["ladder-blocks"] == 16865
     assert counts["ladder-residual"] == 41921 and counts["ladder-layernorm"] == 42369
     assert {name: _params(name) for name in counts} == counts
+
+
+def test_feed_forward_step_computes_what_the_lecture_code_computes():
+    """ladder-ffwd's logits against the lecture's model at that step (4 heads of 8 concatenated, no projection;
+    FeedFoward = Linear, ReLU), in PyTorch with the same weights."""
+    torch = pytest.importorskip("torch", reason="torch is an optional extra: pip install 'jaxgpt[torch]'")
+    import numpy as np
+    from torch_models import Head
+
+    c = replace(PRESETS["ladder-ffwd"].model, vocab_size=11)
+    p = jax.tree.map(np.asarray, init_params(c, jax.random.PRNGKey(1)))
+    C, H, hs = c.n_embd, c.n_head, c.head_size
+    t = lambda a: torch.from_numpy(np.array(a))  # a writable copy
+    tok, pos = torch.nn.Embedding(11, C), torch.nn.Embedding(c.block_size, C)
+    heads = [Head(C, hs, c.block_size, 0.0) for _ in range(H)]
+    ffwd, lm_head = torch.nn.Sequential(torch.nn.Linear(C, C), torch.nn.ReLU()), torch.nn.Linear(C, 11)
+    with torch.no_grad():
+        tok.weight.copy_(t(p["token_embedding_table"]["embedding"]))
+        pos.weight.copy_(t(p["position_embedding_table"]["embedding"]))
+        qkv = p["blocks"]["sa"]["qkv"]["kernel"][0]  # (C, 3, H, hs): query, key, value
+        for h, head in enumerate(heads):
+            for i, lin in enumerate((head.query, head.key, head.value)):
+                lin.weight.copy_(t(qkv[:, i, h].T))
+        ffwd[0].weight.copy_(t(p["blocks"]["ffwd"]["fc"]["kernel"][0].T))
+        ffwd[0].bias.copy_(t(p["blocks"]["ffwd"]["fc"]["bias"][0]))
+        lm_head.weight.copy_(t(p["lm_head"]["kernel"].T))
+        lm_head.bias.copy_(t(p["lm_head"]["bias"]))
+        idx = np.random.default_rng(0).integers(0, 11, (2, c.block_size))
+        x = tok(t(idx)) + pos(torch.arange(c.block_size))
+        x = ffwd(torch.cat([head(x) for head in heads], dim=-1))  # the lecture's forward at this step
+        want = lm_head(x).numpy()
+    got = np.asarray(build_model(c).apply({"params": p}, idx.astype(np.int32))[0])
+    np.testing.assert_allclose(got, want, atol=1e-5)
