@@ -29,8 +29,9 @@ from jaxgpt.loop import Run, train
 from jaxgpt import count_params, init_params
 
 # The lecture's published validation losses (Karpathy, "Let's build GPT", 2023) at the intermediate setting
-LECTURE_FIGURES = {"ladder-head": "~2.4-2.5", "ladder-multihead": "2.28", "ladder-ffwd": "2.24",
-                   "ladder-layernorm": "2.06", "lecture": "1.48 (5000 iterations, GPU)"}
+LECTURE_FIGURES = {"ladder-bigram": "~2.5", "ladder-head": "~2.4", "ladder-multihead": "2.28",
+                   "ladder-ffwd": "2.24", "ladder-residual": "2.08", "ladder-layernorm": "2.06",
+                   "lecture": "1.48 (5000 iterations, GPU)"}
 
 
 def run_step(name: str, out_root: Path, max_iters: int | None, eval_iters: int | None) -> dict:
@@ -79,11 +80,10 @@ def write_markdown(rows: list[dict], path: Path, command: str, reused: tuple[str
                      f"{LECTURE_FIGURES.get(r['step'], '')} |")
     lines += [
         "",
-        "Where the steps differ from the lecture's code (same idea, jaxgpt's one module set): the attention output "
-        "projection (`proj`, C x C) is present from the first attention step, where the lecture adds it with the "
-        "residual connections; a linear map right before `lm_head` adds parameters but no expressive power. The "
-        "feed-forward step is Linear-ReLU-Linear 32 wide (the lecture: Linear-ReLU), and 4x wide from the residual "
-        "step on, as in the lecture. Weights start N(0, 0.1), about PyTorch's default Linear init at this width, "
+        "Each step has the lecture's modules at that step (parameter counts pinned in tests/test_ladder.py against "
+        "the lecture's nn.Modules built in PyTorch): the heads' outputs are concatenated with no output projection "
+        "and the feed-forward is Linear then ReLU, 32 wide (`proj=False`), until the residual step adds both "
+        "projections and the 4x feed-forward (`proj=True`, `ffwd_mult=4`). Weights start N(0, 0.1), about PyTorch's default Linear init at this width, "
         "which the lecture's intermediate steps use (with jaxgpt's N(0, 0.02) one head ends at 2.61, worse than the "
         "bigram: its scores start near zero, so it averages the context away). The scaled-up step is the `lecture` "
         "preset (6 layers, 6 heads, 384 wide, block 256, batch 64, dropout 0.2, lr 3e-4); the lecture's 1.48 comes "

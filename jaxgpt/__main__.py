@@ -16,9 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
         given = f"unknown command {argv[0]!r}" if argv and argv[0] not in ("-h", "--help") else "usage"
+        asked = argv[:1] in (["-h"], ["--help"])  # help asked for goes to stdout, like every --help
         print(f"python -m jaxgpt: {given}: python -m jaxgpt {{train,sample,import}} [flags] (flags: python -m jaxgpt "
-              f"train --help)", file=sys.stderr)
-        return 0 if argv[:1] in (["-h"], ["--help"]) else 2
+              f"train --help)", file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     return COMMANDS[argv[0]](argv[1:])
 
 

@@ -14,14 +14,15 @@ from . import config as cfg
 from .presets import PRESETS, get_preset
 from .data import CharTokenizer
 from .errors import UsageError
-from .cmdline import Parser as _Parser, enable_compile_cache, exit_status, pause_hook, quiet
+from .cmdline import Parser as _Parser, enable_compile_cache, exit_status, pause_hook, prog, quiet
 from .sample_cli import check_sample_args, sample_main, sample_parser  # noqa: F401  (sample.py's entry point)
 
 
 # ---------------------------------------------------------------------------------------------------- train.py
 
 def train_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="train.py", description="Train a character-level GPT on a text (default: Tiny Shakespeare).")
+    p = _Parser(prog=prog("train.py", "train"),
+                description="Train a character-level GPT on a text (default: Tiny Shakespeare).")
     p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default baby)")
     p.add_argument("--data", help="a text file, an http(s) URL, hf:NAME[:CONFIG], tinyshakespeare (default), or a "
                                   "folder of token files (train.bin, val.bin, meta.json or meta.pkl; docs/data.md)")

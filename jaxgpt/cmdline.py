@@ -61,3 +61,12 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise UsageError(message)
+
+
+def prog(script: str, command: str) -> str:
+    """The command the user typed, for usage lines: `jaxgpt-train` (a console script), `python -m jaxgpt train`,
+    or the root script `train.py`."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    if name == "__main__.py":
+        return f"python -m jaxgpt {command}"
+    return name if name.startswith("jaxgpt-") else script

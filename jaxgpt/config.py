@@ -45,6 +45,8 @@ class GPTConfig(_Checked):
     ffwd: bool = True                # the feed-forward sub-layer of each Block
     ffwd_mult: int = 4               # hidden width = ffwd_mult * n_embd (lecture and nanoGPT: 4)
     residual: bool = True            # x + f(x) around both sub-layers (lecture, "residual connections")
+    proj: bool = True                # attention's output Linear and the feed-forward's second one; the lecture adds
+                                     # both with the residual (before it: heads concatenated, ffwd Linear -> ReLU)
     layer_norm: bool = True          # pre-norm LayerNorms ln1, ln2 and the final ln_f
     norm: str = "layer"              # layer: LayerNorm (lecture) | rms: RMSNorm with a gain (Zhang & Sennrich 2019)
     qk_norm: bool = False            # RMS-normalise each head's q, k (Henry et al. 2020; modded-nanogpt)
@@ -83,6 +85,9 @@ class GPTConfig(_Checked):
         _check_at_least(self, 0, "n_layer", "lora_rank")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
+        if not self.proj and self.ffwd_mult != 1:
+            raise ConfigError(f"proj=False needs ffwd_mult 1, got {self.ffwd_mult} (without its second Linear the "
+                              f"feed-forward's output is its hidden layer, which must be n_embd wide)")
         _check_range(self, "dropout", 0.0, 1.0, open_high=True)
         _check_range(self, "init_std", 0.0, open_low=True)
         _check_range(self, "lora_alpha", 0.0, open_low=True)

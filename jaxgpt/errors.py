@@ -36,3 +36,15 @@ class ShardingError(JaxgptError):
 class NumericalError(RuntimeError):
     """Training produced a non-finite loss or gradient norm: a fault of the run, not of its input (exit status 1).
     The message names the first bad step and the checkpoint that was kept."""
+
+
+def require_extra(what: str, extra: str, *modules: str) -> None:
+    """Import `modules` (an optional extra's packages) or raise UsageError: "`what` needs M: pip install
+    'jaxgpt[extra]'", the one hint every command gives for a missing extra."""
+    import importlib
+
+    for m in modules:
+        try:
+            importlib.import_module(m)
+        except ImportError:
+            raise UsageError(f"{what} needs {m}, which is not installed: pip install 'jaxgpt[{extra}]'") from None

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import GPTConfig
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, require_extra
 
 # Fields a format stores nothing about (training, compute and init choices): any value exports.
 _FREE = {"vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "init_std", "scaled_residual_init",
@@ -182,6 +182,7 @@ def from_nanogpt(state_dict: dict, n_head: int, **fields) -> tuple[GPTConfig, di
 def to_nanogpt(params, config: GPTConfig) -> tuple[dict, dict]:
     """(state_dict of torch tensors, model_args) that nanoGPT's `GPT(GPTConfig(**model_args)).load_state_dict`
     takes. Refuses (ConfigError, naming the field) a config nanoGPT cannot express."""
+    require_extra("a nanoGPT state dict", "torch", "torch")
     import torch
 
     sd = {k: torch.from_numpy(v.copy()) for k, v in _export(params, config, False, "nanogpt").items()}
@@ -194,6 +195,7 @@ def to_nanogpt(params, config: GPTConfig) -> tuple[dict, dict]:
 def from_nanogpt_ckpt(path, **fields) -> tuple[GPTConfig, dict]:
     """(config, params) of a nanoGPT `ckpt.pt` ({"model": state_dict, "model_args": {...}, ...}), loaded with
     `torch.load(weights_only=True)`: tensors and plain data only, no code runs."""
+    require_extra(f"reading {path}", "torch", "torch")
     import torch
 
     try:
@@ -216,6 +218,7 @@ def from_nanogpt_ckpt(path, **fields) -> tuple[GPTConfig, dict]:
 
 def save_nanogpt_ckpt(path, params, config: GPTConfig) -> None:
     """Write `params` as a nanoGPT `ckpt.pt` (model, model_args, iter_num 0) that nanoGPT's sample.py reads."""
+    require_extra(f"writing {path}", "torch", "torch")
     import torch
 
     sd, model_args = to_nanogpt(params, config)
@@ -257,6 +260,7 @@ def from_lecture(state_dict: dict, **fields) -> tuple[GPTConfig, dict]:
 def from_hf(model_or_dir) -> tuple[GPTConfig, dict]:
     """(config, params) of a transformers `GPT2LMHeadModel` or a directory `save_pretrained` wrote (safetensors)."""
     if isinstance(model_or_dir, (str, Path)):
+        require_extra(f"reading {model_or_dir}", "hf", "torch", "transformers")
         from transformers import GPT2LMHeadModel
 
         if not (Path(model_or_dir) / "config.json").is_file():
@@ -274,6 +278,7 @@ def from_hf(model_or_dir) -> tuple[GPTConfig, dict]:
 def to_hf(params, config: GPTConfig):
     """A transformers `GPT2LMHeadModel` holding `params` (call `.save_pretrained(dir)` to write safetensors).
     Refuses (ConfigError, naming the field) a config GPT-2's architecture cannot express."""
+    require_extra("a Hugging Face GPT2LMHeadModel", "hf", "torch", "transformers")
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 

@@ -9,6 +9,8 @@ Each is a switch in `GPTConfig` (default: off, today's lecture / nanoGPT behavio
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -37,6 +39,13 @@ def apply_rope(x: jax.Array, positions: jax.Array) -> jax.Array:
     cos, sin = cos[None, :, None, :], sin[None, :, None, :]  # (1, T, 1, hs/2)
     x1, x2 = x[..., : hs // 2].astype(jnp.float32), x[..., hs // 2:].astype(jnp.float32)
     return jnp.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1).astype(x.dtype)
+
+
+def sinusoidal_positions(block_size: int, n_embd: int) -> jax.Array:
+    """Vaswani et al. (2017): sin on even channels, cos on odd, wavelengths up to 10000 * 2pi. (T, C)"""
+    pos = jnp.arange(block_size)[:, None]
+    freq = jnp.exp(-math.log(10000.0) * jnp.arange(0, n_embd, 2) / n_embd)[None, :]
+    return jnp.stack([jnp.sin(pos * freq), jnp.cos(pos * freq)], axis=-1).reshape(block_size, n_embd)
 
 
 def relu2(x: jax.Array) -> jax.Array:

@@ -25,6 +25,7 @@ from .data import CharTokenizer
 from .errors import NumericalError
 from .lora import count_trainable
 from .model import init_params
+from .presets import differences
 from .params import count_params, merge_params, mismatch_error, mismatches
 from .progress import OnEvent, Progress, Signals
 from .rundir import MetricsLog, Run, check_out_dir, prepare, write_run_files
@@ -134,6 +135,7 @@ def train(run: Run, log=print, on_event: OnEvent | None = None, clock: Callable[
             write_run_files(run, tokenizer)
         metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", -1 if restored is None else step, main)
         progress = _announce(run, state, mesh, feed, restored, log, on_event, t_start - metrics_log.elapsed_s)
+        progress.steps_log = MetricsLog(run.out_dir / STEPS_LOG, -1 if restored is None else step, main)
         evaluations = Evaluations(run, feed, metrics_log, progress)
         try:
             state, step, record = _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_event)
@@ -148,6 +150,7 @@ def train(run: Run, log=print, on_event: OnEvent | None = None, clock: Callable[
     return record
 
 
+STEPS_LOG = "steps.jsonl"  # every step's training loss, {"step", "loss"}: a curve however few the evaluations
 PHASES = ("before-first-checkpoint", "saving", "final-full-pass", "done")  # the events a kill test pauses at
 
 
@@ -228,7 +231,9 @@ def _announce(run: Run, state, mesh, feed, restored, log, on_event: OnEvent | No
     """Print the effective config and what is being trained on what; returns the run's Progress."""
     mc, tc = run.model, run.train
     shardings = jax.tree.map(lambda x: x.sharding, state)
-    log(cfg.to_json(mc, tc))
+    changed = differences(run.preset, mc, tc)  # not the whole config: config.json holds it
+    log(f"config: preset {run.preset or '(none)'}{' with ' + ', '.join(changed) if changed else ''}; all of it in "
+        f"{run.out_dir / 'config.json'}")
     log(f"preset {run.preset or '(custom)'}: {count_params(state.params):,} parameters "
         f"({count_trainable(state.params, mc):,} trainable), vocab {mc.vocab_size}, {feed.tokens[0]:,} train / "
         f"{feed.tokens[1]:,} val tokens; {sharding.describe(mesh, shardings)}"

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from .config import GPTConfig
-from .layers import apply_rope, relu2, rms_norm, soft_cap
+from .layers import apply_rope, relu2, rms_norm, sinusoidal_positions, soft_cap
 from .params import Params
 
 Cache = tuple[jax.Array, jax.Array] | None  # (k, v): (L, B, H, block_size, hs), or one layer's (B, H, block_size, hs)
@@ -136,12 +136,15 @@ class MultiHeadAttention(nn.Module):
             cache = (k, v)
         drop = lambda w: nn.Dropout(c.dropout)(w, deterministic=deterministic)
         y = attention(q, k, v, drop, pos, kv_heads_first=cache is not None)  # (B, T, H, hs)
+        if not c.proj:  # the lecture's heads before the residual step: torch.cat([h(x) for h in heads], -1)
+            return y.reshape(*y.shape[:2], c.n_embd), cache  # (B, T, C)
         y = _dense(c, (c.n_embd,), n_in=2, std=_residual_std(c), name="proj")(y)  # (B, T, C)
         return nn.Dropout(c.dropout)(y, deterministic=deterministic), cache
 
 
 class FeedForward(nn.Module):
-    """Linear -> ReLU/GELU -> Linear -> Dropout, hidden width ffwd_mult * n_embd (lecture: `ffwd`)."""
+    """Linear -> ReLU/GELU -> Linear -> Dropout, hidden width ffwd_mult * n_embd (lecture: `ffwd`); proj=False:
+    Linear -> ReLU only (the lecture's feed-forward step)."""
     config: GPTConfig
 
     @nn.compact
@@ -150,6 +153,8 @@ class FeedForward(nn.Module):
         h = _dense(c, (c.ffwd_mult * c.n_embd,), name="fc")(x)  # (B, T, 4C)
         h = {"relu": nn.relu, "relu2": relu2, "gelu": functools.partial(nn.gelu, approximate=True),
              "gelu_exact": functools.partial(nn.gelu, approximate=False)}[c.activation](h)
+        if not c.proj:  # the lecture's feed-forward step: Linear -> ReLU, n_embd wide (ffwd_mult 1)
+            return h
         h = _dense(c, (c.n_embd,), std=_residual_std(c), name="proj")(h)  # (B, T, C)
         return nn.Dropout(c.dropout)(h, deterministic=deterministic)
 
@@ -176,13 +181,6 @@ class Block(nn.Module):
             y = FeedForward(c, name="ffwd")(_layer_norm(c, "ln2")(x).astype(c.dtype), deterministic)
             x = x + y if c.residual else y
         return x, cache
-
-
-def sinusoidal_positions(block_size: int, n_embd: int) -> jax.Array:
-    """Vaswani et al. (2017): sin on even channels, cos on odd, wavelengths up to 10000 * 2pi. (T, C)"""
-    pos = jnp.arange(block_size)[:, None]
-    freq = jnp.exp(-math.log(10000.0) * jnp.arange(0, n_embd, 2) / n_embd)[None, :]
-    return jnp.stack([jnp.sin(pos * freq), jnp.cos(pos * freq)], axis=-1).reshape(block_size, n_embd)
 
 
 class GPTLanguageModel(nn.Module):

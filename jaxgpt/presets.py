@@ -58,22 +58,22 @@ PRESETS: dict[str, Preset] = {
 _LADDER_TRAIN = TrainConfig(batch_size=32, learning_rate=1e-3, max_iters=5000, lr_decay_iters=5000, eval_interval=500,
                             eval_iters=200, ckpt_interval=5000, steps_per_call=100)
 _LADDER_MODEL = GPTConfig(block_size=8, n_embd=32, n_head=4, n_layer=0, dropout=0.0, pos_embedding="none",
-                          layer_norm=False, residual=False, ffwd=False, ffwd_mult=1, init_std=0.1)
+                          layer_norm=False, residual=False, ffwd=False, ffwd_mult=1, proj=False, init_std=0.1)
 _LADDER = (
     ("ladder-bigram", "token embedding (32 wide) -> lm_head, no positions", {}),
     ("ladder-pos", "+ learned positional embeddings", dict(pos_embedding="learned")),
     ("ladder-head", "+ one self-attention head (head size 32)", dict(pos_embedding="learned", n_layer=1, n_head=1)),
     ("ladder-multihead", "multi-head attention, 4 heads x 8", dict(pos_embedding="learned", n_layer=1)),
-    ("ladder-ffwd", "+ feed-forward (Linear-ReLU-Linear, 32 wide)", dict(pos_embedding="learned", n_layer=1,
-                                                                         ffwd=True)),
+    ("ladder-ffwd", "+ feed-forward (Linear-ReLU, 32 wide)", dict(pos_embedding="learned", n_layer=1, ffwd=True)),
     ("ladder-blocks", "3 Blocks of attention + feed-forward, no residual", dict(pos_embedding="learned", n_layer=3,
                                                                                ffwd=True)),
-    ("ladder-residual", "+ residual connections, feed-forward 4x wide", dict(pos_embedding="learned", n_layer=3,
-                                                                             ffwd=True, ffwd_mult=4, residual=True)),
+    ("ladder-residual", "+ residual connections with projections, feed-forward 4x wide",
+     dict(pos_embedding="learned", n_layer=3, ffwd=True, ffwd_mult=4, residual=True, proj=True)),
     ("ladder-layernorm", "+ pre-norm LayerNorms (ln1, ln2, ln_f)", dict(pos_embedding="learned", n_layer=3, ffwd=True,
-                                                                        ffwd_mult=4, residual=True, layer_norm=True)),
+                                                                        ffwd_mult=4, residual=True, proj=True,
+                                                                        layer_norm=True)),
     ("ladder-dropout", "+ dropout 0.2", dict(pos_embedding="learned", n_layer=3, ffwd=True, ffwd_mult=4,
-                                             residual=True, layer_norm=True, dropout=0.2)),
+                                             residual=True, proj=True, layer_norm=True, dropout=0.2)),
 )
 LADDER = tuple(name for name, _, _ in _LADDER) + ("lecture",)  # the last step: scaled up
 PRESETS.update({name: Preset(f"Lecture ladder step: {doc}; batch 32, block 8, 32 wide, lr 1e-3, 5000 iterations.",
@@ -115,3 +115,13 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; valid presets: {', '.join(PRESETS)}")
     return PRESETS[name]
+
+
+def differences(name: str, model, train: TrainConfig) -> list[str]:
+    """`key=value` for each field where (model, train) differ from preset `name` (from the defaults when `name` is
+    no preset, e.g. an imported run): what a run prints instead of its whole config."""
+    from .config import changed_fields
+
+    base = PRESETS.get(name) or Preset("", GPTConfig())
+    return [f"{k}={getattr(new, k)!r}" for new, old in ((model, base.model), (train, base.train))
+            if type(new) is type(old) for k in changed_fields(new, old)]

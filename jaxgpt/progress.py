@@ -35,6 +35,7 @@ class Progress:
                         disable=not main)
         self.t_start, self.t_window = t_start, time.perf_counter()
         self.steps_window, self.pending, self.step = 0, None, step
+        self.steps_log = None  # a rundir.MetricsLog for each step's {"step", "loss"} (loop.STEPS_LOG)
 
     def after_call(self, metrics: dict, n: int) -> None:
         self.drain()
@@ -48,6 +49,8 @@ class Progress:
         # one transfer of both arrays; it waits for that call to finish, so the rate below is true
         losses, grad_norms = (np.asarray(a) for a in jax.device_get((metrics["loss"], metrics["grad_norm"])))
         _check_finite(self.step, losses, grad_norms)
+        for i, step_loss in enumerate(losses if self.steps_log is not None else ()):
+            self.steps_log.write({"step": self.step + i + 1, "loss": round(float(step_loss), 5)})
         loss, self.step = float(losses[-1]), self.step + n
         self.bar.update(n)
         self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{self._rate(self.steps_window):,.0f}", refresh=False)
@@ -71,6 +74,8 @@ class Progress:
 
     def close(self) -> None:
         self.bar.close()
+        if self.steps_log is not None:
+            self.steps_log.close()
 
 
 def _check_finite(step: int, losses: np.ndarray, grad_norms: np.ndarray) -> None:

@@ -1,6 +1,7 @@
 """Weights from elsewhere as a jaxgpt run folder: `python -m jaxgpt import SOURCE --out-dir DIR --meta meta.pkl`,
-or read in place: `train.py --init-from SOURCE` and `sample.py --out-dir SOURCE` take a nanoGPT `ckpt.pt` or a
-Hugging Face GPT-2 directory directly when nanoGPT's `meta.pkl` lies beside it (`source_meta`, `source_params`).
+or read in place: `train.py --init-from SOURCE` and `sample.py --out-dir SOURCE` take a nanoGPT `ckpt.pt` (or
+nanoGPT's out folder that holds it) or a Hugging Face GPT-2 directory directly when nanoGPT's `meta.pkl` lies beside
+it (`source_meta`, `source_params`).
 
 `load_meta_pkl` reads nanoGPT's character vocabulary through an unpickler that admits plain data only.
 The folder holds step 0 of an ordinary run (jaxgpt.checkpoint), so `sample.py --out-dir DIR` and
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from .config import GPTConfig
 from .data import CharTokenizer
-from .errors import CheckpointError
+from .errors import CheckpointError, require_extra
 from .interop import from_hf, from_nanogpt_ckpt
 
 
@@ -45,7 +46,10 @@ def load_meta_pkl(path) -> CharTokenizer:
 def load_source(path, meta_pkl=None) -> tuple[GPTConfig, dict, CharTokenizer | None]:
     """(config, params, tokenizer or None) of a nanoGPT `ckpt.pt` or a Hugging Face GPT-2 directory; the tokenizer
     comes from `meta_pkl` (character vocabularies only; GPT-2's BPE has no jaxgpt tokenizer)."""
-    path = Path(path)
+    path = nanogpt_folder(path)
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise CheckpointError(f"{path} holds nothing to import: neither a nanoGPT ckpt.pt nor a Hugging Face model "
+                              f"(config.json beside model.safetensors or pytorch_model.bin)")
     if path.is_dir():
         config, params = from_hf(path)
     elif path.is_file():
@@ -69,31 +73,40 @@ def write_run(out_dir, config: GPTConfig, params, tokenizer: CharTokenizer, data
     if ckpt.has_checkpoints(out_dir):
         raise CheckpointError(f"{out_dir} already holds checkpoints; import into a new folder")
     tc = TrainConfig()
-    with ckpt.manager(Path(out_dir)) as mgr:
-        ckpt.save(mgr, create_state(config, tc, params), ckpt.run_meta(config, tc, tokenizer, data=data, preset=""))
-        mgr.wait_until_finished()
+
+    @ckpt.quiet_orbax  # step 0 has no val_loss, which Orbax's best-step tracking would log a warning about
+    def save():
+        with ckpt.manager(Path(out_dir)) as mgr:
+            ckpt.save(mgr, create_state(config, tc, params), ckpt.run_meta(config, tc, tokenizer, data=data,
+                                                                          preset=""))
+            mgr.wait_until_finished()
+    save()
+
+
+IMPORT_HELP = ("A nanoGPT ckpt.pt or a Hugging Face GPT-2 directory as a jaxgpt run folder, which sample.py "
+               "--out-dir and train.py --init-from read like any run.")
 
 
 def import_main(argv: list[str]) -> int:
-    """`python -m jaxgpt import SOURCE --out-dir DIR [--meta meta.pkl]`: a ckpt.pt or Hugging Face directory as a
-    jaxgpt run folder. 0 when written, 2 for bad input (one line on stderr)."""
+    """`python -m jaxgpt import SOURCE --out-dir DIR [--meta meta.pkl]`: IMPORT_HELP. 0 when written, 2 for bad
+    input (one line on stderr)."""
     import argparse
     import sys
 
     from .errors import JaxgptError, UsageError
 
-    p = argparse.ArgumentParser(prog="python -m jaxgpt import", description=import_main.__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m jaxgpt import", description=IMPORT_HELP)
     p.add_argument("source", type=Path, help="a nanoGPT ckpt.pt or a Hugging Face GPT-2 directory")
     p.add_argument("--out-dir", type=Path, required=True, help="the new run folder")
     p.add_argument("--meta", type=Path, help="nanoGPT's meta.pkl: the character vocabulary (needed for text)")
     p.add_argument("--data", default="tinyshakespeare", help="what train.py --init-from DIR trains on by default")
     args = p.parse_args(argv)
     try:
-        if args.meta is None:
+        config, params, tokenizer = load_source(args.source, args.meta)  # first: what the source holds
+        if tokenizer is None:
             raise UsageError(f"{args.source} holds weights but no tokenizer: pass --meta meta.pkl (a character "
                              f"vocabulary, e.g. nanoGPT's data/shakespeare_char/meta.pkl); without one, use the "
                              f"library (jaxgpt.runimport.load_source) on token ids")
-        config, params, tokenizer = load_source(args.source, args.meta)
         write_run(args.out_dir, config, params, tokenizer, data=args.data)
     except (JaxgptError, ImportError) as e:
         print(f"python -m jaxgpt import: error: {e}", file=sys.stderr)
@@ -103,9 +116,17 @@ def import_main(argv: list[str]) -> int:
     return 0
 
 
-def is_foreign(path) -> bool:
-    """A nanoGPT `ckpt.pt` (a .pt file) or a Hugging Face model directory (with its weights), not a run folder."""
+def nanogpt_folder(path) -> Path:
+    """nanoGPT's out folder (`sample.py --out_dir=out-shakespeare-char`) stands for its `ckpt.pt`: a folder that
+    holds a ckpt.pt and no checkpoints/ of a run is taken as that file; any other path is returned as it is."""
     path = Path(path)
+    return path / "ckpt.pt" if (path / "ckpt.pt").is_file() and not (path / "checkpoints").exists() else path
+
+
+def is_foreign(path) -> bool:
+    """A nanoGPT `ckpt.pt` (a .pt file, or a folder holding one) or a Hugging Face model directory (with its
+    weights), not a run folder."""
+    path = nanogpt_folder(path)
     weights = ("model.safetensors", "pytorch_model.bin")
     return (path.is_file() and path.suffix == ".pt") or (path.is_dir() and any((path / n).is_file() for n in weights))
 
@@ -115,11 +136,8 @@ def _foreign(path) -> tuple[dict, dict]:
     from . import checkpoint as ckpt
     from . import config as cfg
 
-    import importlib.util
-    path = Path(path)
-    extra = "torch" if path.is_file() else "hf"
-    if any(importlib.util.find_spec(m) is None for m in (["torch"] if path.is_file() else ["torch", "transformers"])):
-        raise CheckpointError(f"reading {path} needs the {extra} extra: pip install 'jaxgpt[{extra}]'")
+    path = nanogpt_folder(path)
+    require_extra(f"reading {path}", *(("torch", "torch") if path.is_file() else ("hf", "torch", "transformers")))
     meta_pkl = (path if path.is_dir() else path.parent) / "meta.pkl"
     if not meta_pkl.is_file():
         raise CheckpointError(f"{path} comes with no character vocabulary: put nanoGPT's data/<dataset>/meta.pkl "

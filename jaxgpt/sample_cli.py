@@ -12,13 +12,14 @@ import jax
 import numpy as np
 
 from . import config as cfg
-from .cmdline import Parser as _Parser, enable_compile_cache, exit_status, quiet
+from .cmdline import Parser as _Parser, enable_compile_cache, exit_status, prog, quiet
 from .data import CharTokenizer
 from .errors import UsageError
 
 
 def sample_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="sample.py", description="Sample text from a run's checkpoint (reads params only).")
+    p = _Parser(prog=prog("sample.py", "sample"),
+                description="Sample text from a run's checkpoint (reads params only).")
     p.add_argument("--out-dir", type=Path, required=True, help="the run's out-dir (holds checkpoints/)")
     p.add_argument("--prompt", default="\n", help="text to continue (default a newline)")
     p.add_argument("--max-new-tokens", type=int, default=500, help="characters generated per sample (default 500)")

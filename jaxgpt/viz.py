@@ -39,13 +39,18 @@ def read_metrics(path: Path) -> list[dict]:
 
 
 def plot_losses(metrics_path: Path, png_path: Path, title: str | None = None) -> Path:
-    """Train and validation loss (estimate_loss) against step; the final full-pass validation loss as a star."""
+    """Train and validation loss (estimate_loss) against step; the final full-pass validation loss as a star; each
+    step's training loss (steps.jsonl beside metrics.jsonl, when the run wrote one) as a thin line under them."""
     plt = _pyplot()
     records = read_metrics(metrics_path)
     if not records:
         raise ValueError(f"{metrics_path} holds no metrics records")
     steps = [r["step"] for r in records]
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    per_step = Path(metrics_path).with_name("steps.jsonl")
+    if per_step.is_file() and (logged := read_metrics(per_step)):
+        ax.plot([r["step"] for r in logged], [r["loss"] for r in logged], "-", lw=0.7, alpha=0.5, color="gray",
+                label="train (each step's batch)")
     ax.plot(steps, [r["train_loss"] for r in records], "o-", ms=3, label="train (estimate)")
     ax.plot(steps, [r["val_loss"] for r in records], "o-", ms=3, label="val (estimate)")
     full = [(r["step"], r["val_loss_full"]) for r in records if "val_loss_full" in r]

@@ -196,3 +196,13 @@ def test_an_internal_fault_is_one_line_and_exit_1(place, capsys, monkeypatch):
 
 def test_the_table_is_large_enough():
     assert len(TRAIN_CASES) + len(SAMPLE_CASES) + len(LIBRARY_CASES) >= 25
+
+
+def test_readme_lists_as_refused_only_what_is_refused():
+    """README's bad-input row names the sizes refused at 0; n_layer=0 is a model (ladder-bigram, ladder-pos)."""
+    from conftest import REPO
+    from jaxgpt.config import GPTConfig
+
+    row = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| a bad flag"))
+    assert "a size of 0" not in row and "n_layer=0" in row, row
+    assert GPTConfig(n_layer=0).n_layer == 0

@@ -200,8 +200,12 @@ def test_training_parity_with_pytorch_200_steps():
     assert jax_losses[-1] < jax_losses[0] - 1.0  # it trained (4.06 -> 2.76 on 2026-12-01)
 
 
-def test_import_command_makes_a_run_folder_that_samples(tmp_path, capsys):
+def test_import_command_makes_a_run_folder_that_samples(tmp_path, capsys, caplog):
+    import logging
+
     from jaxgpt.__main__ import main
+
+    caplog.set_level(logging.WARNING, logger="absl")  # as in a fresh process, whatever earlier tests set
 
     meta = _write_meta(tmp_path / "meta.pkl")
     config = CKPT_MODEL
@@ -210,7 +214,7 @@ def test_import_command_makes_a_run_folder_that_samples(tmp_path, capsys):
     assert main(["import", str(tmp_path / "ckpt.pt"), "--out-dir", str(tmp_path / "run")]) == 2
     assert "no tokenizer: pass --meta meta.pkl" in capsys.readouterr().err  # says what is missing
     assert main(["import", str(tmp_path / "ckpt.pt"), "--meta", str(meta), "--out-dir", str(tmp_path / "run")]) == 0
-    capsys.readouterr()
+    assert capsys.readouterr().err == "" and not [r.getMessage() for r in caplog.records], caplog.records  # quiet
     assert main(["sample", "--out-dir", str(tmp_path / "run"), "--prompt", "hello", "--max-new-tokens", "8",
                  "--greedy"]) == 0
     out = capsys.readouterr().out
@@ -237,7 +241,12 @@ def test_ckpt_pt_read_in_place_by_sample_and_init_from(tmp_path, capsys, monkeyp
     assert err.count("\n") == 1 and "meta.pkl" in err, err
     _write_meta(tmp_path / "meta.pkl")
     assert sample_main(["--out-dir", source, "--prompt", "hello", "--max-new-tokens", "8", "--greedy"]) == 0
-    assert "hello" in capsys.readouterr().out
+    text_of_file = capsys.readouterr().out
+    assert "hello" in text_of_file
+    # nanoGPT's habit: the out folder that holds ckpt.pt and meta.pkl (sample.py --out_dir=out-shakespeare-char)
+    assert sample_main(["--out-dir", str(tmp_path), "--prompt", "hello", "--max-new-tokens", "8", "--greedy"]) == 0
+    assert capsys.readouterr().out == text_of_file
+    source = str(tmp_path)  # train.py --init-from takes the folder too
     out = tmp_path / "run"
 
     class Built(BaseException):  # train_main lets it by, as a test hook's stop

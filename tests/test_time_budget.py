@@ -83,11 +83,23 @@ def _state_leaves(out):
     return [np.asarray(x) for x in jax.tree.leaves(state)], meta
 
 
-def test_budgeted_run_records_its_plan_and_resumes_without_retiming(text, tmp_path):
+def _steps_log(out):
+    return [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+
+
+def test_budgeted_run_records_its_plan_and_resumes_without_retiming(text, tmp_path, capsys):
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     assert train_main(args_for(text, straight, "--time-budget", BUDGET), clock=ScriptedClock()) == 0
     config = json.loads((straight / "config.json").read_text())["train"]
     assert (config["max_iters"], config["lr_decay_iters"]) == (24, 24)
+    out = capsys.readouterr().out  # what differs from the preset and where the rest is, not the config's JSON
+    assert "max_iters=24" in out and "n_embd=32" in out and str(straight / "config.json") in out, out
+    assert '"n_embd"' not in out and '"beta2"' not in out, out
+    # every step's training loss, a curve however few the evaluations (here 4: steps 0, 8, 16, 24)
+    steps = _steps_log(straight)
+    assert [r["step"] for r in steps] == list(range(1, 25)) and all(r["loss"] > 0 for r in steps), steps
+    assert len(records := [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]) == 4
+    assert [r["step"] for r in records] == [0, 8, 16, 24]
     want, meta = _state_leaves(straight)
     assert meta["step"] == 24 and meta["config"]["train"]["max_iters"] == 24
 
@@ -101,4 +113,5 @@ def test_budgeted_run_records_its_plan_and_resumes_without_retiming(text, tmp_pa
     assert train_main(["--out-dir", str(broken), "--resume"], clock=ScriptedClock(())) == 0  # a read would fail
     got, meta = _state_leaves(broken)
     assert meta["step"] == 24
+    assert _steps_log(broken) == steps  # the steps after the resumed checkpoint logged once, as a straight run's
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
