@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from cpu_class import cpu_class  # noqa: E402
 from train_speed import JaxRunner, text_path  # noqa: E402  (the same compiled step and text train_speed times)
 
 
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("variants", nargs="+", help='"PRESET [KEY=VALUE ...]"')
     p.add_argument("--repeats", type=int, default=7)
     a = p.parse_args(argv)
+    print(cpu_class(), flush=True)
     from jaxgpt.data import CharTokenizer, load_text
 
     vocab_size = CharTokenizer.from_text(load_text(text_path())).vocab_size

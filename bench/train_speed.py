@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's jaxgpt, not an installed one
+sys.path[:0] = [str(REPO), str(REPO / "bench")]  # this checkout's jaxgpt, not an installed one; cpu_class beside
+from cpu_class import cpu_class  # noqa: E402
 REFERENCE = REPO.parent / "shared" / "bench" / "reference_torch.py"
 
 # nanoGPT's CPU shape is frozen here (not the `baby` preset, which is tuned for time to quality); lecture = gpt.py
@@ -254,6 +255,7 @@ def main(argv=None) -> None:
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:
         p.error(f"unknown shape(s) {', '.join(unknown)}; valid: {', '.join(SHAPES)}")
+    print(cpu_class(), flush=True)
     import jax
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} jax {jax.__version__} on {jax.devices()[0].device_kind}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
