@@ -21,14 +21,14 @@ from cpu_class import cpu_class  # noqa: E402
 from train_speed import JaxRunner, text_path  # noqa: E402  (the same compiled step and text train_speed times)
 
 
-def build(spec: str, vocab_size: int):
-    """train_speed.JaxRunner (compiled, Tiny Shakespeare) for "PRESET KEY=VALUE ..."."""
+def build(spec: str, vocab_size: int, fn=None):
+    """train_speed.JaxRunner (compiled, Tiny Shakespeare) for "PRESET KEY=VALUE ..." (`fn`: JaxRunner's)."""
     from jaxgpt.config import apply_overrides
     from jaxgpt.presets import get_preset
 
     name, *sets = spec.split()
     preset = get_preset(name)
-    return JaxRunner(*apply_overrides(replace(preset.model, vocab_size=vocab_size), preset.train, sets))
+    return JaxRunner(*apply_overrides(replace(preset.model, vocab_size=vocab_size), preset.train, sets), fn=fn)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -135,9 +135,10 @@ def flops_per_token(mc, n_params: int) -> float:
 
 
 class JaxRunner:
-    """jaxgpt's compiled train step for configs (mc, tc) on Tiny Shakespeare, compiled by the first call here."""
+    """jaxgpt's compiled train step for configs (mc, tc) on Tiny Shakespeare, compiled by the first call here.
+    `fn` replaces `train_steps_jit` (same signature), e.g. a fresh jit of another variant of the step."""
 
-    def __init__(self, mc, tc):
+    def __init__(self, mc, tc, fn=None):
         import jax
         import jax.numpy as jnp
 
@@ -151,7 +152,7 @@ class JaxRunner:
         self.data = jnp.asarray(train_val_split(tok.encode(text), self.mc.block_size)[0])
         self.state = jax.jit(create_state, static_argnums=(0, 1))(self.mc, self.tc)
         self.flops_per_token = flops_per_token(self.mc, count_params(self.state.params))
-        self.fn = train_steps_jit
+        self.fn = fn or train_steps_jit
         t0 = time.perf_counter()
         self.time(self.tc.steps_per_call)
         self.ready = time.perf_counter() - t0
