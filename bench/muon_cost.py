@@ -6,13 +6,15 @@ per-leaf loop (before issue 24), and both against AdamW, on the same preset, int
 
 Each variant is its own fresh `jax.jit` of `training.train_steps` (the per-leaf one traced while `optim.muon` is
 swapped for optax's per-leaf chain), compiled first, then timed A B C A B C ..., `steps_per_call` steps a call,
-stopped once the loss is on the host. Prints median ms/step [range] and the ratio to AdamW (the issue's overhead).
+stopped once the loss is on the host. Prints median ms/step [range] and the ratio to AdamW (the issue's overhead),
+and the same for process CPU time (on a shared machine the steadier of the two).
 """
 from __future__ import annotations
 
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
@@ -59,16 +61,18 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         optim.muon = batched
     runs["adamw"] = build(spec + " optimizer=adamw", 65, fresh_step())
-    times = {name: [] for name in runs}
+    times, cpu = {name: [] for name in runs}, {name: [] for name in runs}
     for _ in range(a.repeats):
         for name, run in runs.items():
-            k = run.tc.steps_per_call
+            k, c0 = run.tc.steps_per_call, time.process_time()
             times[name].append(run.time(k) / k * 1e3)
+            cpu[name].append((time.process_time() - c0) / k * 1e3)  # less disturbed by other jobs than wall time
     base = statistics.median(times["adamw"])
     print(f"{spec}, {a.repeats} interleaved repeats, ms/step median [min-max], x AdamW's median:")
     for name, ts in times.items():
         med = statistics.median(ts)
-        print(f"  {name:28s} {med:7.2f} [{min(ts):.2f}-{max(ts):.2f}]  x{med / base:.3f}")
+        print(f"  {name:28s} {med:7.2f} [{min(ts):.2f}-{max(ts):.2f}]  x{med / base:.3f}   process CPU "
+              f"{statistics.median(cpu[name]):7.2f} x{statistics.median(cpu[name]) / statistics.median(cpu['adamw']):.3f}")
     paired = [b / p for b, p in zip(times["muon, NS batched by shape"], times["muon, NS per leaf (before)"])]
     print(f"  batched / per-leaf, paired per repeat: median {statistics.median(paired):.3f} "
           f"[{min(paired):.3f}-{max(paired):.3f}]")

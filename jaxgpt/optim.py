@@ -14,7 +14,8 @@ q, k, v, o matrices. Embeddings, lm_head, gains, biases and LoRA adapters stay w
 
 Newton-Schulz runs once per matrix shape, not once per leaf (`orthogonalize_by_shape`): every Block matrix of the
 same (short side, long side) shape, across leaves, goes into one batched iteration (`baby`: 16 of 128 x 128 and 8 of
-128 x 512), the same arithmetic per matrix as optax's vmapped per-leaf loop (tests/test_muon_batched.py).
+128 x 512), the same arithmetic per matrix as optax's vmapped per-leaf loop (tests/test_muon_batched.py). On a 2-core
+CPU it measured no faster (the work is ~2.5 GFLOP of matmuls a step either way; docs/speed.md, issue 24).
 """
 from __future__ import annotations
 
