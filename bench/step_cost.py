@@ -17,17 +17,18 @@ from dataclasses import replace
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from cpu_class import cpu_class  # noqa: E402
 from train_speed import JaxRunner, text_path  # noqa: E402  (the same compiled step and text train_speed times)
 
 
-def build(spec: str, vocab_size: int):
-    """train_speed.JaxRunner (compiled, Tiny Shakespeare) for "PRESET KEY=VALUE ..."."""
+def build(spec: str, vocab_size: int, fn=None):
+    """train_speed.JaxRunner (compiled, Tiny Shakespeare) for "PRESET KEY=VALUE ..." (`fn`: JaxRunner's)."""
     from jaxgpt.config import apply_overrides
     from jaxgpt.presets import get_preset
 
     name, *sets = spec.split()
     preset = get_preset(name)
-    return JaxRunner(*apply_overrides(replace(preset.model, vocab_size=vocab_size), preset.train, sets))
+    return JaxRunner(*apply_overrides(replace(preset.model, vocab_size=vocab_size), preset.train, sets), fn=fn)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("variants", nargs="+", help='"PRESET [KEY=VALUE ...]"')
     p.add_argument("--repeats", type=int, default=7)
     a = p.parse_args(argv)
+    print(cpu_class(), flush=True)
     from jaxgpt.data import CharTokenizer, load_text
 
     vocab_size = CharTokenizer.from_text(load_text(text_path())).vocab_size

@@ -23,19 +23,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's jaxgpt, not an installed one
+sys.path[:0] = [str(REPO), str(REPO / "bench")]  # this checkout's jaxgpt, not an installed one; cpu_class beside
+from cpu_class import cpu_class  # noqa: E402
 REFERENCE = REPO.parent / "shared" / "bench" / "reference_torch.py"
 NANOGPT_CPU = ["--style", "nanogpt", "--n-layer", "4", "--n-head", "4", "--n-embd", "128", "--block-size", "64",
                "--batch-size", "12", "--dropout", "0.0", "--lr", "1e-3", "--eval-iters", "1", "--sample-tokens", "1"]
 RECIPE_ITERS = 2000   # nanoGPT's README CPU recipe: --max_iters=2000
 BUDGET_FACTOR = 4     # issue 12: B = 4 x that recipe's wall time
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} CPUs)"
-    return f"unknown ({os.cpu_count()} CPUs)"
 
 
 def torch_step_s(data: Path, steps: int) -> float:
@@ -77,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--iters", type=int, help="no budget: train exactly this many steps (schedule fitted to them)")
     a = p.parse_args(argv)
     data = Path(os.environ.get("JAXGPT_DATA_DIR", REPO / "data")) / "tinyshakespeare.txt"
-    print(f"CPU: {cpu_model()}; date {time.strftime('%Y-%m-%d', time.gmtime())}", flush=True)
+    print(f"{cpu_class()}; date {time.strftime('%Y-%m-%d', time.gmtime())}", flush=True)
     if a.iters is not None:
         budget = None
         print(f"fixed steps: {a.iters} (lr_decay_iters {a.iters}), no budget", flush=True)

@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's jaxgpt, not an installed one
+sys.path[:0] = [str(REPO), str(REPO / "bench")]  # this checkout's jaxgpt, not an installed one; cpu_class beside
+from cpu_class import cpu_class  # noqa: E402
 REFERENCE = REPO.parent / "shared" / "bench" / "reference_torch.py"
 
 # nanoGPT's CPU shape is frozen here (not the `baby` preset, which is tuned for time to quality); lecture = gpt.py
@@ -134,9 +135,10 @@ def flops_per_token(mc, n_params: int) -> float:
 
 
 class JaxRunner:
-    """jaxgpt's compiled train step for configs (mc, tc) on Tiny Shakespeare, compiled by the first call here."""
+    """jaxgpt's compiled train step for configs (mc, tc) on Tiny Shakespeare, compiled by the first call here.
+    `fn` replaces `train_steps_jit` (same signature), e.g. a fresh jit of another variant of the step."""
 
-    def __init__(self, mc, tc):
+    def __init__(self, mc, tc, fn=None):
         import jax
         import jax.numpy as jnp
 
@@ -150,7 +152,7 @@ class JaxRunner:
         self.data = jnp.asarray(train_val_split(tok.encode(text), self.mc.block_size)[0])
         self.state = jax.jit(create_state, static_argnums=(0, 1))(self.mc, self.tc)
         self.flops_per_token = flops_per_token(self.mc, count_params(self.state.params))
-        self.fn = train_steps_jit
+        self.fn = fn or train_steps_jit
         t0 = time.perf_counter()
         self.time(self.tc.steps_per_call)
         self.ready = time.perf_counter() - t0
@@ -254,6 +256,7 @@ def main(argv=None) -> None:
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:
         p.error(f"unknown shape(s) {', '.join(unknown)}; valid: {', '.join(SHAPES)}")
+    print(cpu_class(), flush=True)
     import jax
     print(f"# {time.strftime('%Y-%m-%d %H:%M')} jax {jax.__version__} on {jax.devices()[0].device_kind}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")

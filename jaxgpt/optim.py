@@ -10,7 +10,9 @@ jaxgpt's Block weights are stacked on a leading layer axis and keep their heads 
 default (every 2-D leaf is a matrix) would orthogonalise the embeddings and lm_head and leave the Blocks to Adam.
 `muon_dimension_numbers` names each Block kernel's (in, out) axes instead; the layer axis (and the q/k/v axis of
 `qkv`) are batch axes, orthogonalised one matrix at a time as modded-nanogpt does with its separate
-q, k, v, o matrices. Embeddings, lm_head, gains, biases and LoRA adapters stay with AdamW.
+q, k, v, o matrices. Embeddings, lm_head, gains, biases and LoRA adapters stay with AdamW. Batching all matrices of
+one shape into one Newton-Schulz call instead (bench/muon_cost.py) was measured no faster on a 2-core CPU
+(docs/speed.md, issue 24).
 """
 from __future__ import annotations
 
@@ -57,10 +59,15 @@ def _masked_dimension_numbers(updates):
                                             updates, is_leaf=is_masked)
 
 
+NS_STEPS = 5  # modded-nanogpt's and optax's Newton-Schulz steps; read when the step is traced
+             # (bench/muon_ns_screen.py sets it: 3 and 4 steps cost loss per token, docs/speed.md)
+
+
 def muon(learning_rate, momentum: float) -> optax.GradientTransformation:
     """Muon on leaves whose dimension numbers are known (use inside multi_transform with `labels`)."""
     return optax.chain(
-        scale_by_muon(beta=momentum, nesterov=True, weight_dimension_numbers=_masked_dimension_numbers),
+        scale_by_muon(beta=momentum, nesterov=True, ns_steps=NS_STEPS,
+                      weight_dimension_numbers=_masked_dimension_numbers),
         scale_by_shape(weight_dimension_numbers=_masked_dimension_numbers),  # sqrt(max(1, fan_out / fan_in))
         optax.scale_by_learning_rate(learning_rate))
 

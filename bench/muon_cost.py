@@ -1,0 +1,139 @@
+"""Muon's cost per training step: jaxgpt's Muon (optax's Newton-Schulz, vmapped over each leaf) against the same
+Muon with Newton-Schulz batched by matrix shape (`baby`: 2 batched calls, 16 x 128x128 and 8 x 128x512, instead of
+4, one per leaf; tests/test_muon_batched.py checks it equals jaxgpt's within 1e-5), and both against AdamW, on the
+same preset, interleaved in one process. Issue 24 tried the batched form; it measured no faster on 2 CPU cores.
+
+    python bench/muon_cost.py                        # baby: jaxgpt (per leaf), batched, optimizer=adamw
+    python bench/muon_cost.py --preset baby --repeats 9 --set scan_layers=true
+
+Each variant is its own fresh `jax.jit` of `training.train_steps` (the batched one traced while `optim.muon` is
+swapped for `batched_muon`), compiled first, then timed A B C A B C ..., `steps_per_call` steps a call,
+stopped once the loss is on the host. Prints median ms/step [range] and the ratio to AdamW (the issue's overhead),
+and the same for process CPU time (on a shared machine the steadier of the two).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from optax.contrib import MuonDimensionNumbers, scale_by_muon  # noqa: E402
+from optax.contrib._muon import _compute_muon_reshape  # noqa: E402  (optax's reshape of a leaf into matrices)
+
+from cpu_class import cpu_class  # noqa: E402
+from step_cost import build  # noqa: E402
+
+NS_STEPS = 5  # as jaxgpt.optim
+
+
+def newton_schulz(x, coeffs, steps: int = NS_STEPS):
+    """`steps` quintic Newton-Schulz iterations on a batch of (m, n) matrices, m <= n, already Frobenius-normalised:
+    X <- a X + (b A + c A A) X with A = X X^T (optax's _base_newton_schulz_iteration, batched)."""
+    coeffs = coeffs.astype(x.dtype)
+    for _ in range(steps):
+        A = x @ jnp.swapaxes(x, -1, -2)  # (N, m, m)
+        B = coeffs[1] * A + coeffs[2] * A @ A
+        x = coeffs[0] * x + B @ x  # (N, m, n)
+    return x
+
+
+def orthogonalize_by_shape(updates, dims, coeffs, steps: int = NS_STEPS):
+    """Newton-Schulz on every matrix of `updates` (leaves split into matrices by `dims`, a tree of
+    MuonDimensionNumbers), one batched iteration per (m, n) shape with the short side first."""
+    leaves, treedef = jax.tree.flatten(updates)
+    dim_list = jax.tree.leaves(dims, is_leaf=lambda d: isinstance(d, MuonDimensionNumbers))
+    mats, undo, groups = [], [], {}
+    for x, d in zip(leaves, dim_list, strict=True):
+        reshape, inverse = _compute_muon_reshape(x, d)
+        m = reshape(x)  # (N, fan_in, fan_out)
+        flip = m.shape[1] > m.shape[2]
+        mats.append(jnp.swapaxes(m, 1, 2) if flip else m)
+        undo.append((inverse, flip))
+        groups.setdefault(mats[-1].shape[1:], []).append(len(mats) - 1)
+    out = [None] * len(mats)
+    for idx in groups.values():
+        sizes = np.cumsum([mats[i].shape[0] for i in idx])[:-1]
+        y = newton_schulz(jnp.concatenate([mats[i] for i in idx]), coeffs, steps)
+        for i, part in zip(idx, jnp.split(y, sizes)):
+            out[i] = part
+    return jax.tree.unflatten(treedef, [inv(jnp.swapaxes(o, 1, 2) if flip else o)
+                                        for o, (inv, flip) in zip(out, undo)])
+
+
+def scale_by_muon_by_shape(momentum: float, dimension_numbers) -> optax.GradientTransformation:
+    """optax's scale_by_muon (Nesterov, its state unchanged, so old checkpoints restore) with its Newton-Schulz
+    batched by shape: optax runs with ns_steps=0 (momentum and Frobenius normalisation per matrix), then
+    `orthogonalize_by_shape` runs the NS_STEPS iterations."""
+    inner = scale_by_muon(beta=momentum, nesterov=True, ns_steps=0, weight_dimension_numbers=dimension_numbers)
+
+    def update(updates, state, params=None):
+        normalised, state = inner.update(updates, state, params)
+        return orthogonalize_by_shape(normalised, dimension_numbers(normalised), state.ns_coeffs, NS_STEPS), state
+
+    return optax.GradientTransformation(inner.init, update)
+
+
+def batched_muon(learning_rate, momentum: float):
+    """jaxgpt's Muon (optim.muon) with its Newton-Schulz batched by shape: the variant timed against it."""
+    import optax
+    from optax.contrib._muon import scale_by_shape
+
+    from jaxgpt import optim
+
+    dims = optim._masked_dimension_numbers
+    return optax.chain(scale_by_muon_by_shape(momentum, dims), scale_by_shape(weight_dimension_numbers=dims),
+                       optax.scale_by_learning_rate(learning_rate))
+
+
+def fresh_step():
+    """A jitted train_steps of its own (its own trace and compile; the state donated as the loop does)."""
+    import jax
+
+    from jaxgpt.training import train_steps
+    return jax.jit(lambda state, data, mc, tc, n: train_steps(state, data, mc, tc, n), static_argnums=(2, 3, 4),
+                   donate_argnums=0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--preset", default="baby")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--repeats", type=int, default=9)
+    a = p.parse_args(argv)
+    print(cpu_class(), flush=True)
+    from jaxgpt import optim
+
+    spec = " ".join([a.preset, *a.set])
+    runs = {"muon (jaxgpt, NS per leaf)": build(spec, 65, fresh_step())}
+    per_leaf, optim.muon = optim.muon, batched_muon
+    try:  # traced and compiled by build's first call, so the swap only lasts that long
+        runs["muon, NS batched by shape"] = build(spec, 65, fresh_step())
+    finally:
+        optim.muon = per_leaf
+    runs["adamw"] = build(spec + " optimizer=adamw", 65, fresh_step())
+    times, cpu = {name: [] for name in runs}, {name: [] for name in runs}
+    for _ in range(a.repeats):
+        for name, run in runs.items():
+            k, c0 = run.tc.steps_per_call, time.process_time()
+            times[name].append(run.time(k) / k * 1e3)
+            cpu[name].append((time.process_time() - c0) / k * 1e3)  # less disturbed by other jobs than wall time
+    base = statistics.median(times["adamw"])
+    print(f"{spec}, {a.repeats} interleaved repeats, ms/step median [min-max], x AdamW's median:")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"  {name:28s} {med:7.2f} [{min(ts):.2f}-{max(ts):.2f}]  x{med / base:.3f}   process CPU "
+              f"{statistics.median(cpu[name]):7.2f} x{statistics.median(cpu[name]) / statistics.median(cpu['adamw']):.3f}")
+    paired = [b / p for b, p in zip(times["muon, NS batched by shape"], times["muon (jaxgpt, NS per leaf)"])]
+    print(f"  batched / per-leaf, paired per repeat: median {statistics.median(paired):.3f} "
+          f"[{min(paired):.3f}-{max(paired):.3f}]")
+
+
+if __name__ == "__main__":
+    main()
