@@ -130,3 +130,32 @@ def train_main(argv: list[str] | None = None, on_event=None, clock=None) -> int:
         return exit_status("train.py", e, debug)
     return 0
 
+
+
+# ---------------------------------------------------------------------------------------------------- prepare
+
+def prepare_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="jaxgpt-prepare", description="Tokenize a text into train.bin / val.bin + meta.json (nanoGPT's "
+                                                   "format, docs/data.md).")
+    p.add_argument("--data", default="tinyshakespeare",
+                   help="a text file, an http(s) URL, hf:NAME[:CONFIG], or tinyshakespeare (default)")
+    p.add_argument("--out-dir", type=Path, required=True, help="the folder of token files")
+    p.add_argument("--tokenizer", default="char", metavar="char|bpe|PATH",
+                   help="char (default), bpe (trained on the train split), or a Hugging Face tokenizer.json")
+    p.add_argument("--vocab-size", type=int, default=2048, help="bpe: the vocabulary to train (default 2048)")
+    p.add_argument("--debug", action="store_true", help="on an error, print the whole traceback")
+    return p
+
+
+def prepare_main(argv: list[str] | None = None) -> int:
+    """`jaxgpt-prepare` / `python -m jaxgpt prepare`: 0 when the folder is complete, 2 for bad input."""
+    from .data.prepare import prepare_data
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = prepare_parser().parse_args(argv)
+        kind, file = (args.tokenizer, None) if args.tokenizer in ("char", "bpe") else ("file", args.tokenizer)
+        prepare_data(args.data, args.out_dir, kind, args.vocab_size, file)
+    except Exception as e:
+        return exit_status("jaxgpt-prepare", e, "--debug" in argv)
+    return 0

@@ -22,6 +22,13 @@ def train_val_split(tokens: np.ndarray, block_size: int, train_frac: float = 0.9
     return train, val
 
 
+def split_text(text: str, train_frac: float = 0.9) -> tuple[str, str]:
+    """The split of a subword run: the first 90% of the characters train, the rest validate, each encoded on its own
+    (nanoGPT's data/shakespeare/prepare.py). For characters it equals `train_val_split` of the ids."""
+    n = int(train_frac * len(text))
+    return text[:n], text[n:]
+
+
 def split(tokens: np.ndarray, block_size: int, train_frac: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
     """Deprecated name of `train_val_split` (it read like `jax.random.split`)."""
     warnings.warn("jaxgpt.split is deprecated: use jaxgpt.train_val_split", DeprecationWarning, stacklevel=2)
