@@ -22,13 +22,13 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import config as cfg
 from . import budget, flops, ngram, runimport, sharding
-from .data import CharTokenizer
+from .data import CharTokenizer, HFTokenizer
 from .errors import NumericalError
 from .lora import count_trainable
 from .model import init_params
 from .params import count_params, merge_params, mismatch_error, mismatches
 from .progress import OnEvent, Progress, Signals
-from .rundir import MetricsLog, Run, check_out_dir, prepare, write_run_files
+from .rundir import MetricsLog, Run, check_out_dir, prepare, with_bpc, write_run_files
 from .sampling import generate
 from .training import create_state, estimate_loss, evaluate_full, make_keys, train_steps_jit
 from .viz import save_loss_png
@@ -52,15 +52,17 @@ def chunk_sizes(step: int, tc: cfg.TrainConfig):
         step += n
 
 
-def evaluate(params, splits: dict, val_np: np.ndarray, key, step: int, mc, tc, mesh) -> dict:
+def evaluate(params, splits: dict, val_np: np.ndarray, key, step: int, mc, tc, mesh, val_chars: int = 0) -> dict:
     """The record of an evaluation at `step`: the lecture's estimate_loss on both splits and, at max_iters, the
-    whole validation split once (`val_loss_full`)."""
+    whole validation split once (`val_loss_full`); with `val_chars` (the validation text's characters) each
+    validation loss also in bits per character (`val_bpc`, `val_bpc_full`; docs/data.md)."""
     with sharding.mesh_context(mesh):  # eval batches split over the devices too
         losses = estimate_loss(params, splits, jax.random.fold_in(key, step), mc, tc)
     record = {"step": step, "train_loss": round(float(losses["train"]), 5), "val_loss": round(float(losses["val"]), 5)}
     if step == tc.max_iters:
         record["val_loss_full"] = round(evaluate_full(params, val_np, mc), 5)
-    return record
+    return with_bpc(record, len(val_np), val_chars)
+
 
 
 def make_state(run: Run, log=print, mesh=None):
@@ -197,11 +199,13 @@ class Evaluations:
 
     def __call__(self, params, step: int) -> dict:
         record = {**evaluate(params, self.splits, self.val_np, self.key, step, self.run.model, self.run.train,
-                             self.mesh), **self.progress.timing()}
+                             self.mesh, self.run.val_chars), **self.progress.timing()}
         self.metrics_log.write(record)
         if self.progress.main:  # the record for other sinks (jaxgpt.loggers: --log tensorboard / wandb)
             self.progress.on_event("eval", record=record)
         full = f", val loss (full pass) {record['val_loss_full']:.4f}" if "val_loss_full" in record else ""
+        bpc = record.get("val_bpc_full", record.get("val_bpc"))
+        full += f" ({bpc:.4f} bits/char)" if bpc is not None else ""
         self.progress.write(f"step {step}: train loss {record['train_loss']:.4f}, "
                             f"val loss {record['val_loss']:.4f}{full}")
         return record
@@ -237,7 +241,7 @@ def _announce(run: Run, state, mesh, train_np, val_np, restored, log, on_event: 
                     flops_per_token, peak, mesh.size, t_start)
 
 
-def _finish(run: Run, state, tokenizer: CharTokenizer, step: int, signum: int | None, main: bool, log) -> None:
+def _finish(run: Run, state, tokenizer: CharTokenizer | HFTokenizer, step: int, signum: int | None, main: bool, log) -> None:
     """After the last checkpoint: the signal's exit, or loss.png and the closing sample."""
     mc, tc = run.model, run.train
     if signum is not None and step < tc.max_iters:
@@ -247,7 +251,7 @@ def _finish(run: Run, state, tokenizer: CharTokenizer, step: int, signum: int | 
     if main:
         save_loss_png(run.out_dir)  # loss.png when matplotlib (the optional viz extra) is installed
     if tc.sample_chars and signum is None:
-        newline = tokenizer.stoi.get("\n", 0)
+        newline = tokenizer.start_id()
         out = generate(state.params, mc, jnp.array([[newline]]), tc.sample_chars, make_keys(tc.seed)["sample"])
         log("-" * 40 + "\n" + tokenizer.decode(sharding.fetch(out)[0, 1:]) + "\n" + "-" * 40)
     log(done_message(run.out_dir, f"step {step}"))
@@ -277,13 +281,15 @@ def train_ngram(run: Run, log=print) -> dict:
     record = {"step": 0, "train_loss": round(model.cross_entropy(train_np), 5), "val_loss": val,
               "tokens_per_s": round(len(train_np) / max(count_s, 1e-9), 1),
               "elapsed_s": round(time.perf_counter() - t_start, 2), "val_loss_full": val}
+    record = with_bpc(record, len(val_np), run.val_chars)
     metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", None, True)
     metrics_log.write(record)
     metrics_log.close()
-    log(f"train loss {record['train_loss']:.4f}, val loss (full pass) {val:.4f}")
+    bpc = f" ({record['val_bpc_full']:.4f} bits/char)" if "val_bpc_full" in record else ""
+    log(f"train loss {record['train_loss']:.4f}, val loss (full pass) {val:.4f}{bpc}")
     if run.train.sample_chars:
         rng = ngram.rng_from_key(make_keys(run.train.seed)["sample"])
-        out = model.generate([tokenizer.stoi.get("\n", 0)], run.train.sample_chars, rng)
+        out = model.generate([tokenizer.start_id()], run.train.sample_chars, rng)
         log("-" * 40 + "\n" + tokenizer.decode(out[1:]) + "\n" + "-" * 40)
     log(done_message(run.out_dir, f"{mc.n}-gram counted"))
     return record

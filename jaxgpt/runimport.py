@@ -12,7 +12,7 @@ import pickle
 from pathlib import Path
 
 from .config import GPTConfig
-from .data import CharTokenizer
+from .data import CharTokenizer, from_meta
 from .errors import CheckpointError
 from .interop import from_hf, from_nanogpt_ckpt
 
@@ -146,4 +146,4 @@ def source_params(path, step: int | None = None, best: bool = False, log=print):
     if step is not None or best:
         raise CheckpointError(f"{path} is a single set of weights, not a run folder: it has no --step or --best")
     meta, params = _foreign(path)
-    return cfg.from_dict(meta["config"])[0], params, CharTokenizer(meta["tokenizer"]), meta
+    return cfg.from_dict(meta["config"])[0], params, from_meta(meta["tokenizer"], path), meta

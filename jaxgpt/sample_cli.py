@@ -13,7 +13,7 @@ import numpy as np
 
 from . import config as cfg
 from .cmdline import Parser as _Parser, enable_compile_cache, exit_status, quiet
-from .data import CharTokenizer
+from .data import CharTokenizer, HFTokenizer, from_meta
 from .errors import UsageError
 
 
@@ -80,7 +80,7 @@ def _sample_ngram(args, write) -> None:
 
     meta = read_run_files(args.out_dir)
     model = NGramModel.load(args.out_dir / FILE)
-    tokenizer = CharTokenizer(meta["tokenizer"])
+    tokenizer = from_meta(meta["tokenizer"], args.out_dir)
     prompt = [int(t) for t in _encode_prompt(tokenizer, args.prompt)]
     seed = cfg.from_dict(meta["config"])[1].seed
     key = make_keys(seed if args.seed is None else args.seed)["sample"]
@@ -90,7 +90,7 @@ def _sample_ngram(args, write) -> None:
         write(f"{'-' * 16} sample {i + 1}/{args.num_samples} {'-' * 16}\n" + tokenizer.decode(out) + "\n")
 
 
-def _encode_prompt(tokenizer: CharTokenizer, prompt: str) -> np.ndarray:
+def _encode_prompt(tokenizer: CharTokenizer | HFTokenizer, prompt: str) -> np.ndarray:
     try:
         return tokenizer.encode(prompt or "\n")
     except ValueError as e:
