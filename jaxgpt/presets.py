@@ -91,6 +91,10 @@ PRESETS["baby"] = Preset(
     replace(PRESETS["nanogpt-cpu"].model, pos_embedding="rope", norm="rms", qk_norm=True, activation="relu2",
             zero_init_proj=True),
     replace(PRESETS["nanogpt-cpu"].train, optimizer="muon"))
+PRESETS["shakespeare-bpe"] = Preset(
+    "baby's shape and recipe on Tiny Shakespeare as subword tokens: a byte-level BPE of 2048 tokens trained on the "
+    "first 90% of the characters (nanoGPT's data/shakespeare split); --tokenizer PATH/tokenizer.json for GPT-2's BPE.",
+    PRESETS["baby"].model, replace(PRESETS["baby"].train, tokenizer="bpe", bpe_vocab_size=2048))
 PRESETS["ngram"] = Preset(
     "Count-based 7-gram with interpolated modified Kneser-Ney smoothing (--set smoothing=add_alpha alpha=0.05 for "
     "add-alpha); trains by counting, no gradient steps.",
