@@ -12,7 +12,7 @@ import pickle
 from pathlib import Path
 
 from .config import GPTConfig
-from .data import CharTokenizer, from_meta
+from .data import CharTokenizer, from_meta, load_tokenizer
 from .errors import CheckpointError
 from .interop import from_hf, from_nanogpt_ckpt
 
@@ -68,7 +68,10 @@ def write_run(out_dir, config: GPTConfig, params, tokenizer: CharTokenizer, data
 
     if ckpt.has_checkpoints(out_dir):
         raise CheckpointError(f"{out_dir} already holds checkpoints; import into a new folder")
-    tc = TrainConfig()
+    tc = TrainConfig(tokenizer=tokenizer.kind)
+    if tokenizer.kind != "char":  # GPT-2's tokenizer.json: the run folder's file is what sample.py reads
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        tokenizer.save(Path(out_dir) / "tokenizer.json")
     with ckpt.manager(Path(out_dir)) as mgr:
         ckpt.save(mgr, create_state(config, tc, params), ckpt.run_meta(config, tc, tokenizer, data=data, preset=""))
         mgr.wait_until_finished()
@@ -86,14 +89,16 @@ def import_main(argv: list[str]) -> int:
     p.add_argument("source", type=Path, help="a nanoGPT ckpt.pt or a Hugging Face GPT-2 directory")
     p.add_argument("--out-dir", type=Path, required=True, help="the new run folder")
     p.add_argument("--meta", type=Path, help="nanoGPT's meta.pkl: the character vocabulary (needed for text)")
+    p.add_argument("--tokenizer", type=Path, help="a Hugging Face tokenizer.json instead (GPT-2's: its text)")
     p.add_argument("--data", default="tinyshakespeare", help="what train.py --init-from DIR trains on by default")
     args = p.parse_args(argv)
     try:
-        if args.meta is None:
+        if args.meta is None and args.tokenizer is None:
             raise UsageError(f"{args.source} holds weights but no tokenizer: pass --meta meta.pkl (a character "
                              f"vocabulary, e.g. nanoGPT's data/shakespeare_char/meta.pkl); without one, use the "
                              f"library (jaxgpt.runimport.load_source) on token ids")
         config, params, tokenizer = load_source(args.source, args.meta)
+        tokenizer = tokenizer if args.tokenizer is None else _checked_tokenizer(args.tokenizer, config, args.source)
         write_run(args.out_dir, config, params, tokenizer, data=args.data)
     except (JaxgptError, ImportError) as e:
         print(f"python -m jaxgpt import: error: {e}", file=sys.stderr)
@@ -101,6 +106,14 @@ def import_main(argv: list[str]) -> int:
     print(f"wrote {args.source} as step 0 of {args.out_dir}: sample.py --out-dir {args.out_dir}, "
           f"train.py --init-from {args.out_dir} --out-dir NEW")
     return 0
+
+
+def _checked_tokenizer(path, config: GPTConfig, source):
+    tokenizer = load_tokenizer(path, "file")
+    if tokenizer.vocab_size > config.vocab_size:  # nanoGPT pads GPT-2's 50257 to 50304: fewer is fine
+        raise CheckpointError(f"{path} has {tokenizer.vocab_size} tokens but {source} has vocab_size "
+                              f"{config.vocab_size}")
+    return tokenizer
 
 
 def is_foreign(path) -> bool:

@@ -240,3 +240,27 @@ def test_ngram_ids_refuse_int64_overflow():
     with pytest.raises(ConfigError, match="4096"):
         ngram.gram_ids(np.zeros(10, np.int64), 7, 4096)
     assert ngram.gram_ids(np.array([1, 2, 3]), 2, 4096).tolist() == [4096 + 2, 2 * 4096 + 3]
+
+
+def test_import_with_a_tokenizer_json(tmp_path, gpt2_like, capsys):
+    """python -m jaxgpt import --tokenizer: an imported GPT-2-format model keeps its tokenizer.json, so its output
+    decodes to text (sample.py reads it through load_checkpoint)."""
+    pytest.importorskip("torch")
+    from jaxgpt import interop, load_checkpoint
+    from jaxgpt.__main__ import main
+    from jaxgpt.model import init_params
+    nano = dict(block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.0, bias=False, activation="gelu_exact",
+                tie_embeddings=True)
+    config = GPTConfig(vocab_size=V + 8, **nano)  # nanoGPT pads GPT-2's vocabulary the same way
+    interop.save_nanogpt_ckpt(tmp_path / "ckpt.pt", init_params(config, jax.random.PRNGKey(0)), config)
+    assert main(["import", str(tmp_path / "ckpt.pt"), "--tokenizer", str(gpt2_like), "--out-dir",
+                 str(tmp_path / "run")]) == 0
+    _, _, tok = load_checkpoint(tmp_path / "run")
+    assert tok.kind == "file" and tok.sha256 == load_tokenizer(gpt2_like).sha256
+    assert tok.decode(tok.encode("KING HENRY<|endoftext|>")) == "KING HENRY<|endoftext|>"
+    small = GPTConfig(vocab_size=V - 8, **nano)
+    interop.save_nanogpt_ckpt(tmp_path / "small.pt", init_params(small, jax.random.PRNGKey(0)), small)
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "small.pt"), "--tokenizer", str(gpt2_like), "--out-dir",
+                 str(tmp_path / "run2")]) == 2
+    assert f"has {V} tokens but" in capsys.readouterr().err and not (tmp_path / "run2").exists()
