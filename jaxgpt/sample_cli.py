@@ -146,11 +146,17 @@ def _sample(args, write) -> None:
         n, head = args.num_samples, tokenizer.decode(prompt[0])
         rest = [[] for _ in range(n)]
         write(rule(f"sample 1/{n}") + head)
+        shown = ""  # sample 1's text written so far: a subword's bytes may end mid-character, so whole text is decoded
         for chunk in sampling.generate_stream(params, mc, np.repeat(prompt, n, 0), args.max_new_tokens, key, **kw):
             chunk = np.asarray(chunk)
-            write(tokenizer.decode(chunk[0]))
-            for i in range(1, n):
+            for i in range(n):
                 rest[i].append(chunk[i])
+            text = tokenizer.decode(chunk[0]) if tokenizer.kind == "char" else \
+                tokenizer.decode(np.concatenate(rest[0]))[len(shown):]
+            if not text.endswith("\ufffd") or tokenizer.kind == "char":
+                write(text)
+                shown += text
+        write(tokenizer.decode(np.concatenate(rest[0]))[len(shown):] if tokenizer.kind != "char" else "")
         write("\n")
         for i in range(1, n):
             write(rule(f"sample {i + 1}/{n}") + head + tokenizer.decode(np.concatenate(rest[i])) + "\n")
