@@ -88,8 +88,8 @@ def main(argv=None) -> int:
                 assert m == n, (m, n)
                 full.append(m / s)
             ratio = [f / b for f, b in zip(full, bare)]
-            print(f"{name}: {len(text):,} chars, {n:,} tokens | bare encode_batch median {statistics.median(bare):,.0f} "
-                  f"tok/s ({min(bare):,.0f}-{max(bare):,.0f}) | prepare median {statistics.median(full):,.0f} tok/s "
+            print(f"{name}: {len(text):,} chars, {n:,} tokens | bare encode_batch median "
+                  f"{statistics.median(bare):,.0f} tok/s ({min(bare):,.0f}-{max(bare):,.0f}) | prepare median {statistics.median(full):,.0f} tok/s "
                   f"({min(full):,.0f}-{max(full):,.0f}) | prepare/bare median {statistics.median(ratio):.2f}x "
                   f"({min(ratio):.2f}-{max(ratio):.2f})", flush=True)
     return 0

@@ -205,6 +205,7 @@ def test_file_tokenizer_run_samples_text(bpe_run, tmp_path, gpt2_like, capsys):
     (["--tokenizer", "bpe", "--vocab-size", "255"], ["255", "[256, 4294967296]"]),
     (["--tokenizer", "bpe", "--vocab-size", str(2 ** 32 + 1)], ["4294967297", "[256, 4294967296]"]),
     (["--data", "{d}/empty.txt"], ["empty.txt", "is empty"]),
+    (["--tokenizer", "{d}/chars.json"], ["chars.json", "character vocabulary"]),
     (["--out-dir", "{readonly}"], ["cannot write into"]),
 ])
 def test_prepare_bad_input_is_one_line_and_writes_nothing(argv, words, tmp_path, capsys):
@@ -212,6 +213,7 @@ def test_prepare_bad_input_is_one_line_and_writes_nothing(argv, words, tmp_path,
     _write(d / "not_json.json", "hello")
     _write(d / "wrong.json", '{"characters": "abc"}')
     _write(d / "empty.txt", "")
+    _write(d / "chars.json", CharTokenizer("ab").to_json())
     readonly = d / "ro"
     readonly.mkdir()
     os.chmod(readonly, 0o555)

@@ -58,7 +58,11 @@ def make_tokenizer(kind: str, text: str, train_text: str, vocab_size: int, file:
     if kind == "file":
         if file is None:
             raise DataError("tokenizer kind 'file' needs --tokenizer PATH (a Hugging Face tokenizer.json)")
-        return load_tokenizer(file)
+        tokenizer = load_tokenizer(file)
+        if tokenizer.kind == "char":
+            raise DataError(f"{file} is jaxgpt's character vocabulary, not a Hugging Face tokenizer.json; characters "
+                            f"are the default (drop --tokenizer)")
+        return tokenizer
     raise DataError(f"tokenizer {kind!r} is not one of 'char', 'bpe', 'file'")
 
 
