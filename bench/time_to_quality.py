@@ -57,7 +57,8 @@ def run_budgeted(preset: str, budget_s: float | None, seed: int, sets: list[str]
         train = json.loads((Path(tmp) / "run" / "config.json").read_text())["train"]
     return {"preset": preset, "seed": seed, "sets": sets, "budget_s": budget_s and round(budget_s, 1),
             "wall_s": round(wall, 1),
-            "max_iters": train["max_iters"], "val_loss_full": records[-1].get("val_loss_full")}
+            "max_iters": train["max_iters"], "val_loss_full": records[-1].get("val_loss_full"),
+            "val_bpc_full": records[-1].get("val_bpc_full")}
 
 
 def main(argv: list[str] | None = None) -> None:

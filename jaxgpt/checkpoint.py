@@ -28,7 +28,7 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from . import config as cfg
 from . import sharding
-from .data import CharTokenizer
+from .data import CharTokenizer, HFTokenizer, from_meta
 from .errors import CheckpointError
 from .model import init_params
 from .ngram import FILE as NGRAM_FILE
@@ -96,9 +96,10 @@ def has_checkpoints(out_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit()) if d.is_dir() else []
 
 
-def run_meta(mc: cfg.GPTConfig, tc: cfg.TrainConfig, tokenizer: CharTokenizer, **extra) -> dict:
-    """The part of `meta` that is the same for every step of a run."""
-    return {"format": FORMAT, "config": cfg.to_dict(mc, tc), "tokenizer": tokenizer.chars, **extra}
+def run_meta(mc: cfg.GPTConfig, tc: cfg.TrainConfig, tokenizer: CharTokenizer | HFTokenizer, **extra) -> dict:
+    """The part of `meta` that is the same for every step of a run. The tokenizer: its characters, or (bpe, file)
+    its kind, size and hash, the file itself being the run folder's tokenizer.json."""
+    return {"format": FORMAT, "config": cfg.to_dict(mc, tc), "tokenizer": tokenizer.to_meta(), **extra}
 
 
 def save(mgr: ocp.CheckpointManager, state: TrainState, meta: dict, val_loss: float | None = None,
@@ -285,7 +286,7 @@ def load_params(out_dir: Path, step: int | None = None, best: bool = False, log=
         else:
             params, meta = first_readable(mgr, newest_first(mgr), read, log)[1]
     mc, _ = cfg.from_dict(meta["config"])
-    return mc, params, CharTokenizer(meta["tokenizer"]), meta
+    return mc, params, from_meta(meta["tokenizer"], out_dir), meta
 
 
 def load_checkpoint(out_dir: str | Path, step: int | None = None,

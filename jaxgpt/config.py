@@ -24,6 +24,7 @@ MODELS = ("gpt", "bigram")
 DTYPES = ("float32", "bfloat16")
 SHARDINGS = ("data", "fsdp")
 SMOOTHINGS = ("add_alpha", "kneser_ney")
+TOKENIZERS = ("char", "bpe", "file")  # jaxgpt.data.tokenizers
 
 
 @documented
@@ -154,11 +155,18 @@ class TrainConfig(_Checked):
     seed: int = 1337                 # the lecture's torch.manual_seed(1337)
     sample_chars: int = 300          # characters printed at the end of train.py
     full_eval_tokens: int = 0        # targets the final full validation pass scores at most; 0: all of val
+    tokenizer: str = "char"          # char: the lecture's sorted characters | bpe: byte-level BPE trained on the train
+                                     # split | file: train.py --tokenizer PATH (a Hugging Face tokenizer.json)
+    bpe_vocab_size: int = 2048       # bpe: tokens to train, 256 bytes included (GPT-2: 50257)
 
     def _check(self) -> None:
         _check_choice("sharding", self.sharding, SHARDINGS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("tokenizer", self.tokenizer, TOKENIZERS)
+        if not 256 <= self.bpe_vocab_size <= 2 ** 32:
+            raise ConfigError(f"bpe_vocab_size {self.bpe_vocab_size} must be in [256, 4294967296]: at least the byte "
+                              f"alphabet (every byte is a token) and ids that fit uint32")
         if not 0.0 < self.cooldown_frac <= 1.0 or self.muon_lr <= 0 or not 0.0 <= self.muon_momentum < 1.0:
             raise ConfigError(f"cooldown_frac {self.cooldown_frac} must be in (0, 1], muon_lr {self.muon_lr} > 0 and "
                               f"muon_momentum {self.muon_momentum} in [0, 1)")
@@ -215,7 +223,8 @@ def parse_sets(items: list[str]) -> dict[str, str]:
     sets = dict(split_override(item) for item in items)
     if "vocab_size" in sets:
         raise ConfigError(f"vocab_size={sets['vocab_size']} cannot be set: it is the number of distinct characters "
-                          f"in the data, which the run's tokenizer counts")
+                          f"in the data, which the run's tokenizer counts (a BPE's: --set tokenizer=bpe "
+                          f"bpe_vocab_size=N)")
     return sets
 
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import load_params
-from .data import CharTokenizer
+from .data import CharTokenizer, load_tokenizer
 from .errors import ConfigError, UsageError
 from .ngram import FILE, NGramModel
 from .speculative import GPTDraft, NGramDraft, speculative_generate
@@ -20,8 +20,8 @@ def load_draft(draft_dir: Path, tokenizer: CharTokenizer) -> NGramDraft | GPTDra
     tok_file = draft_dir / "tokenizer.json"
     if not tok_file.is_file():
         raise UsageError(f"--draft {draft_dir}: no tokenizer.json there; give a run folder (train.py --out-dir)")
-    theirs = CharTokenizer.from_json(tok_file.read_text())
-    if theirs.chars != tokenizer.chars:
+    theirs = load_tokenizer(tok_file)
+    if theirs.sha256 != tokenizer.sha256:
         raise ConfigError(f"--draft {draft_dir}: its vocabulary ({theirs.vocab_size} characters) is not the model's "
                           f"({tokenizer.vocab_size} characters); a draft must share the model's tokenizer")
     if (draft_dir / FILE).is_file():

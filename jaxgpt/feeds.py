@@ -16,7 +16,7 @@ from . import checkpoint as ckpt
 from . import sharding
 from .data.loader import Windows, iterate, stream_windows, take
 from .errors import CheckpointError, RunError
-from .rundir import Run
+from .rundir import Run, with_bpc
 from .training import estimate_batches, estimate_loss, evaluate_full, full_sum
 
 BATCH_WINDOWS = 32  # windows per compiled call of the full pass (evaluate_full's batch_windows)
@@ -38,6 +38,21 @@ def data_identity(run: Run, train_np: np.ndarray, val_np: np.ndarray) -> str:
     if run.tokens is not None:
         return run.tokens.tokens_sha256[:16]
     return hashlib.sha256(train_np.tobytes() + val_np.tobytes()).hexdigest()[:16]
+
+
+def evaluate(params, feed, key, step: int, tc, val_chars: int = 0) -> dict:
+    """The record of an evaluation at `step`: the lecture's estimate_loss on both splits and, at max_iters, the
+    whole validation split once (`val_loss_full`; with full_eval_tokens or on the shard path, `val_full_tokens`
+    says how many targets it scored); with `val_chars` (the validation text's characters) each validation loss
+    also in bits per character (`val_bpc`, `val_bpc_full`; docs/data.md)."""
+    losses = feed.estimate(params, key, step)
+    record = {"step": step, "train_loss": round(float(losses["train"]), 5), "val_loss": round(float(losses["val"]), 5)}
+    if step == tc.max_iters:
+        loss, scored = feed.full(params)
+        record["val_loss_full"] = round(loss, 5)
+        if tc.full_eval_tokens or feed.path == "shards":
+            record["val_full_tokens"] = scored
+    return with_bpc(record, feed.tokens[1], val_chars)
 
 
 class InMemory:

@@ -16,19 +16,18 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from . import checkpoint as ckpt
 from . import config as cfg
 from . import budget, feeds, flops, ngram, runimport, sharding
-from .data import CharTokenizer
+from .data import CharTokenizer, HFTokenizer
 from .errors import NumericalError
 from .lora import count_trainable
 from .model import init_params
 from .presets import differences
 from .params import count_params, merge_params, mismatch_error, mismatches
 from .progress import OnEvent, Progress, Signals
-from .rundir import MetricsLog, Run, check_out_dir, prepare, write_run_files
+from .rundir import MetricsLog, Run, check_out_dir, prepare, with_bpc, write_run_files
 from .sampling import generate
 from .training import create_state, make_keys, train_steps_jit
 from .viz import save_loss_png
@@ -50,20 +49,6 @@ def chunk_sizes(step: int, tc: cfg.TrainConfig):
         n = min(tc.steps_per_call, min(after(tc.eval_interval), after(tc.ckpt_interval), tc.max_iters) - step)
         yield n
         step += n
-
-
-def evaluate(params, feed, key, step: int, tc) -> dict:
-    """The record of an evaluation at `step`: the lecture's estimate_loss on both splits and, at max_iters, the
-    whole validation split once (`val_loss_full`; with full_eval_tokens or on the shard path, `val_full_tokens`
-    says how many targets it scored)."""
-    losses = feed.estimate(params, key, step)
-    record = {"step": step, "train_loss": round(float(losses["train"]), 5), "val_loss": round(float(losses["val"]), 5)}
-    if step == tc.max_iters:
-        loss, scored = feed.full(params)
-        record["val_loss_full"] = round(loss, 5)
-        if tc.full_eval_tokens or feed.path == "shards":
-            record["val_full_tokens"] = scored
-    return record
 
 
 def make_state(run: Run, log=print, mesh=None):
@@ -203,11 +188,14 @@ class Evaluations:
         self.key = make_keys(run.train.seed)["eval"]
 
     def __call__(self, params, step: int) -> dict:
-        record = {**evaluate(params, self.feed, self.key, step, self.run.train), **self.progress.timing()}
+        record = {**feeds.evaluate(params, self.feed, self.key, step, self.run.train, self.run.val_chars),
+                  **self.progress.timing()}
         self.metrics_log.write(record)
         if self.progress.main:  # the record for other sinks (jaxgpt.loggers: --log tensorboard / wandb)
             self.progress.on_event("eval", record=record)
         full = f", val loss (full pass) {record['val_loss_full']:.4f}" if "val_loss_full" in record else ""
+        bpc = record.get("val_bpc_full", record.get("val_bpc"))
+        full += f" ({bpc:.4f} bits/char)" if bpc is not None else ""
         self.progress.write(f"step {step}: train loss {record['train_loss']:.4f}, "
                             f"val loss {record['val_loss']:.4f}{full}")
         return record
@@ -245,7 +233,8 @@ def _announce(run: Run, state, mesh, feed, restored, log, on_event: OnEvent | No
                     flops_per_token, peak, mesh.size, t_start)
 
 
-def _finish(run: Run, state, tokenizer: CharTokenizer, step: int, signum: int | None, main: bool, log) -> None:
+def _finish(run: Run, state, tokenizer: CharTokenizer | HFTokenizer, step: int, signum: int | None, main: bool,
+            log) -> None:
     """After the last checkpoint: the signal's exit, or loss.png and the closing sample."""
     mc, tc = run.model, run.train
     if signum is not None and step < tc.max_iters:
@@ -255,7 +244,7 @@ def _finish(run: Run, state, tokenizer: CharTokenizer, step: int, signum: int | 
     if main:
         save_loss_png(run.out_dir)  # loss.png when matplotlib (the optional viz extra) is installed
     if tc.sample_chars and signum is None:
-        newline = tokenizer.stoi.get("\n", 0)
+        newline = tokenizer.start_id()
         out = generate(state.params, mc, jnp.array([[newline]]), tc.sample_chars, make_keys(tc.seed)["sample"])
         log("-" * 40 + "\n" + tokenizer.decode(sharding.fetch(out)[0, 1:]) + "\n" + "-" * 40)
     log(done_message(run.out_dir, f"step {step}"))
@@ -285,13 +274,15 @@ def train_ngram(run: Run, log=print) -> dict:
     record = {"step": 0, "train_loss": round(model.cross_entropy(train_np), 5), "val_loss": val,
               "tokens_per_s": round(len(train_np) / max(count_s, 1e-9), 1),
               "elapsed_s": round(time.perf_counter() - t_start, 2), "val_loss_full": val}
+    record = with_bpc(record, len(val_np), run.val_chars)
     metrics_log = MetricsLog(run.out_dir / "metrics.jsonl", None, True)
     metrics_log.write(record)
     metrics_log.close()
-    log(f"train loss {record['train_loss']:.4f}, val loss (full pass) {val:.4f}")
+    bpc = f" ({record['val_bpc_full']:.4f} bits/char)" if "val_bpc_full" in record else ""
+    log(f"train loss {record['train_loss']:.4f}, val loss (full pass) {val:.4f}{bpc}")
     if run.train.sample_chars:
         rng = ngram.rng_from_key(make_keys(run.train.seed)["sample"])
-        out = model.generate([tokenizer.stoi.get("\n", 0)], run.train.sample_chars, rng)
+        out = model.generate([tokenizer.start_id()], run.train.sample_chars, rng)
         log("-" * 40 + "\n" + tokenizer.decode(out[1:]) + "\n" + "-" * 40)
     log(done_message(run.out_dir, f"{mc.n}-gram counted"))
     return record

@@ -24,7 +24,9 @@ FILE = "ngram.npz"  # what an n-gram run writes into its out-dir instead of chec
 
 
 def gram_ids(tokens: np.ndarray, k: int, V: int) -> np.ndarray:
-    """ids of the len(tokens) - k + 1 k-grams; the k-gram starting at s is entry s. (N - k + 1,) int64"""
+    """ids of the len(tokens) - k + 1 k-grams; the k-gram starting at s is entry s. (N - k + 1,) int64.
+    ConfigError when V^k does not fit int64 (4096^7 would wrap around silently)."""
+    NGramModel.check_order(k, V)
     tokens = np.asarray(tokens, np.int64)
     ids = np.zeros(len(tokens) - k + 1, np.int64)
     for j in range(k):

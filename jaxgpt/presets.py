@@ -103,6 +103,10 @@ PRESETS["gpt2-124m"] = Preset(
     TrainConfig(batch_size=480, gradient_accumulation_steps=20, learning_rate=6e-4, decay_lr=True, warmup_iters=2000,
                 lr_decay_iters=600_000, min_lr=6e-5, max_iters=600_000, weight_decay=0.1, beta2=0.95, grad_clip=1.0,
                 eval_interval=1000, eval_iters=200, ckpt_interval=1000))
+PRESETS["shakespeare-bpe"] = Preset(
+    "baby's shape and recipe on Tiny Shakespeare as subword tokens: a byte-level BPE of 2048 tokens trained on the "
+    "first 90% of the characters (nanoGPT's data/shakespeare split); --tokenizer PATH/tokenizer.json for GPT-2's BPE.",
+    PRESETS["baby"].model, replace(PRESETS["baby"].train, tokenizer="bpe", bpe_vocab_size=2048))
 PRESETS["ngram"] = Preset(
     "Count-based 7-gram with interpolated modified Kneser-Ney smoothing (--set smoothing=add_alpha alpha=0.05 for "
     "add-alpha); trains by counting, no gradient steps.",

@@ -16,7 +16,9 @@ import numpy as np
 from . import checkpoint as ckpt
 from . import config as cfg
 from . import ngram
-from .data import CharTokenizer, load_text, train_val_split
+from .data import (CharTokenizer, HFTokenizer, bits_per_char, check_splits, load_text, load_tokenizer, split_text,
+                   train_val_split)
+from .data.prepare import make_tokenizer
 from .data.tokenfolder import TokenFolder, is_token_folder, open_token_folder
 from .errors import RunError
 
@@ -34,7 +36,9 @@ class Run:
     preset: str = ""
     resume: bool = False                      # continue the checkpoints in out_dir (configs are theirs)
     init_from: Path | None = None             # a new run from the params of this out-dir's latest checkpoint
-    tokenizer: CharTokenizer | None = None    # the checkpoint's vocabulary when resuming or initialising from one
+    tokenizer: CharTokenizer | HFTokenizer | None = None  # the checkpoint's when resuming or initialising from one
+    tokenizer_file: str | None = None         # train.py --tokenizer PATH: a Hugging Face tokenizer.json (kind file)
+    val_chars: int = 0                        # characters of the validation text (bits per character); set by prepare
     time_budget_s: float = 0.0                # > 0: budget.fit_to_budget chooses max_iters (a new run only)
     started_s: float | None = None            # the command's start on the loop's clock (None: the loop's start)
     saved_grad_clip: float | None = None      # the checkpoint's grad_clip when --resume changed it (optimizer layout)
@@ -58,12 +62,28 @@ def check_out_dir(out_dir: Path) -> None:
                        f"choose another --out-dir (nothing was overwritten)")
 
 
-def prepare(run: Run) -> tuple[Run, CharTokenizer, np.ndarray, np.ndarray]:
-    """Load and tokenize the text, size the vocabulary, and split; raises DataError/ConfigError/RunError. A folder
-    of token files is checked and memory-mapped instead (the splits returned are read-only memmaps)."""
+def prepare(run: Run) -> tuple[Run, CharTokenizer | HFTokenizer, np.ndarray, np.ndarray]:
+    """Load and tokenize the text, size the vocabulary, and split; raises DataError/ConfigError/RunError.
+    Characters: the lecture's vocabulary of the whole text, its ids split 90/10. Subwords: the text split 90/10 by
+    characters, the tokenizer (trained on the train split, or given) encoding each part on its own. A folder of
+    token files is checked and memory-mapped instead (the splits returned are read-only memmaps)."""
     if is_token_folder(run.data):
         return _prepare_tokens(run)
     text = load_text(run.data)
+    if run.train.tokenizer == "char" and (run.tokenizer is None or run.tokenizer.kind == "char"):
+        train, val, tokenizer = _char_splits(run, text)
+        val_chars = len(val)
+    else:
+        train_text, val_text = split_text(text)
+        tokenizer = run.tokenizer or make_tokenizer(run.train.tokenizer, text, train_text, run.train.bpe_vocab_size,
+                                                    run.tokenizer_file)
+        train, val = check_splits(tokenizer.encode(train_text), tokenizer.encode(val_text), run.model.block_size)
+        val_chars = len(val_text)
+    model = replace(run.model, vocab_size=tokenizer.vocab_size)
+    return replace(run, model=model, val_chars=val_chars), tokenizer, train, val
+
+
+def _char_splits(run: Run, text: str):
     tokenizer = run.tokenizer or CharTokenizer.from_text(text)
     if run.resume and CharTokenizer.from_text(text).chars != tokenizer.chars:
         raise RunError(f"data {run.data!r} has a different vocabulary from the checkpoint's; resume it with the "
@@ -72,27 +92,31 @@ def prepare(run: Run) -> tuple[Run, CharTokenizer, np.ndarray, np.ndarray]:
         tokens = tokenizer.encode(text)
     except ValueError as e:
         raise RunError(f"data {run.data!r} does not fit the checkpoint's vocabulary: {e}") from None
-    model = replace(run.model, vocab_size=tokenizer.vocab_size)
-    train, val = train_val_split(tokens, model.block_size)
-    return replace(run, model=model), tokenizer, train, val
+    return *train_val_split(tokens, run.model.block_size), tokenizer
 
 
-def _prepare_tokens(run: Run) -> tuple[Run, CharTokenizer, np.ndarray, np.ndarray]:
+def _prepare_tokens(run: Run) -> tuple[Run, CharTokenizer | HFTokenizer, np.ndarray, np.ndarray]:
+    """A token folder: its tokenizer.json (or nanoGPT's meta.pkl) decides the tokens, as a run folder's does."""
+    if run.tokenizer_file is not None:
+        raise RunError(f"--tokenizer {run.tokenizer_file} does not apply to --data {run.data}: a folder of token "
+                       f"files was written with its own tokenizer (its meta.json / meta.pkl); drop --tokenizer")
     folder = open_token_folder(run.data, run.model.block_size)
-    tokenizer = CharTokenizer(list(folder.chars))
-    if run.tokenizer is not None and run.tokenizer.chars != tokenizer.chars:
-        raise RunError(f"data {run.data!r} has a different vocabulary from the checkpoint's; resume it with the "
+    tokenizer = folder.tokenizer
+    if run.tokenizer is not None and run.tokenizer.sha256 != tokenizer.sha256:
+        raise RunError(f"data {run.data!r} has a different tokenizer from the checkpoint's; resume it with the "
                        f"data it was trained on")
-    run = replace(run, model=replace(run.model, vocab_size=folder.vocab_size), tokens=folder)
+    run = replace(run, model=replace(run.model, vocab_size=folder.vocab_size), tokens=folder,
+                  train=replace(run.train, tokenizer=tokenizer.kind), val_chars=folder.val_chars)
     return run, tokenizer, folder.split("train"), folder.split("val")
 
 
-def write_run_files(run: Run, tokenizer: CharTokenizer) -> None:
+def write_run_files(run: Run, tokenizer: CharTokenizer | HFTokenizer) -> None:
+    """config.json and tokenizer.json (jaxgpt's {"chars": [...]}, or Hugging Face's format for bpe and file)."""
     run.out_dir.mkdir(parents=True, exist_ok=True)
     meta = {**cfg.to_dict(run.model, run.train), "preset": run.preset, "data": run.data,
             "data_path": "memory" if run.tokens is None else "shards"}  # which way the batches came in
     (run.out_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    (run.out_dir / "tokenizer.json").write_text(tokenizer.to_json() + "\n")
+    tokenizer.save(run.out_dir / "tokenizer.json")
 
 
 def read_run_files(out_dir: Path) -> dict:
@@ -100,14 +124,22 @@ def read_run_files(out_dir: Path) -> dict:
     --resume starts a run killed before its first checkpoint, and how an n-gram run is read. RunError if damaged."""
     try:
         written = json.loads((out_dir / "config.json").read_text())
-        chars = CharTokenizer.from_json((out_dir / "tokenizer.json").read_text()).chars
+        kind = cfg.from_dict({"model": written["model"], "train": written["train"]})[1].tokenizer
+        tokenizer = load_tokenizer(out_dir / "tokenizer.json", None if kind == "char" else kind)
         meta = {"config": {"model": written["model"], "train": written["train"]}, "preset": written["preset"],
-                "data": written["data"], "tokenizer": chars}
-        cfg.from_dict(meta["config"])
+                "data": written["data"], "tokenizer": tokenizer.to_meta()}
         return meta
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise RunError(f"the run files config.json / tokenizer.json in {out_dir} cannot be read "
                        f"({type(e).__name__}: {e}); they are damaged or not written by train.py") from None
+
+
+def with_bpc(record: dict, val_tokens: int, val_chars: int) -> dict:
+    """`record` plus its validation losses in bits per character, when the character count is known."""
+    for name in ("val_loss", "val_loss_full") if val_chars else ():
+        if name in record:
+            record[name.replace("loss", "bpc")] = round(bits_per_char(record[name], val_tokens, val_chars), 5)
+    return record
 
 
 class MetricsLog:

@@ -13,7 +13,7 @@ import pickle
 from pathlib import Path
 
 from .config import GPTConfig
-from .data import CharTokenizer
+from .data import CharTokenizer, from_meta, load_tokenizer
 from .errors import CheckpointError, require_extra
 from .interop import from_hf, from_nanogpt_ckpt
 
@@ -72,7 +72,10 @@ def write_run(out_dir, config: GPTConfig, params, tokenizer: CharTokenizer, data
 
     if ckpt.has_checkpoints(out_dir):
         raise CheckpointError(f"{out_dir} already holds checkpoints; import into a new folder")
-    tc = TrainConfig()
+    tc = TrainConfig(tokenizer=tokenizer.kind)
+    if tokenizer.kind != "char":  # GPT-2's tokenizer.json: the run folder's file is what sample.py reads
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        tokenizer.save(Path(out_dir) / "tokenizer.json")
 
     @ckpt.quiet_orbax  # step 0 has no val_loss, which Orbax's best-step tracking would log a warning about
     def save():
@@ -99,14 +102,18 @@ def import_main(argv: list[str]) -> int:
     p.add_argument("source", type=Path, help="a nanoGPT ckpt.pt or a Hugging Face GPT-2 directory")
     p.add_argument("--out-dir", type=Path, required=True, help="the new run folder")
     p.add_argument("--meta", type=Path, help="nanoGPT's meta.pkl: the character vocabulary (needed for text)")
+    p.add_argument("--tokenizer", type=Path, help="a Hugging Face tokenizer.json instead (GPT-2's: its text)")
     p.add_argument("--data", default="tinyshakespeare", help="what train.py --init-from DIR trains on by default")
     args = p.parse_args(argv)
     try:
         config, params, tokenizer = load_source(args.source, args.meta)  # first: what the source holds
-        if tokenizer is None:
+        if args.tokenizer is not None:
+            tokenizer = _checked_tokenizer(args.tokenizer, config, args.source)
+        elif tokenizer is None:
             raise UsageError(f"{args.source} holds weights but no tokenizer: pass --meta meta.pkl (a character "
-                             f"vocabulary, e.g. nanoGPT's data/shakespeare_char/meta.pkl); without one, use the "
-                             f"library (jaxgpt.runimport.load_source) on token ids")
+                             f"vocabulary, e.g. nanoGPT's data/shakespeare_char/meta.pkl) or --tokenizer "
+                             f"tokenizer.json (GPT-2's); without one, use the library (jaxgpt.runimport.load_source) "
+                             f"on token ids")
         write_run(args.out_dir, config, params, tokenizer, data=args.data)
     except (JaxgptError, ImportError) as e:
         print(f"python -m jaxgpt import: error: {e}", file=sys.stderr)
@@ -114,6 +121,14 @@ def import_main(argv: list[str]) -> int:
     print(f"wrote {args.source} as step 0 of {args.out_dir}: sample.py --out-dir {args.out_dir}, "
           f"train.py --init-from {args.out_dir} --out-dir NEW")
     return 0
+
+
+def _checked_tokenizer(path, config: GPTConfig, source):
+    tokenizer = load_tokenizer(path, "file")
+    if tokenizer.vocab_size > config.vocab_size:  # nanoGPT pads GPT-2's 50257 to 50304: fewer is fine
+        raise CheckpointError(f"{path} has {tokenizer.vocab_size} tokens but {source} has vocab_size "
+                              f"{config.vocab_size}")
+    return tokenizer
 
 
 def nanogpt_folder(path) -> Path:
@@ -164,4 +179,4 @@ def source_params(path, step: int | None = None, best: bool = False, log=print):
     if step is not None or best:
         raise CheckpointError(f"{path} is a single set of weights, not a run folder: it has no --step or --best")
     meta, params = _foreign(path)
-    return cfg.from_dict(meta["config"])[0], params, CharTokenizer(meta["tokenizer"]), meta
+    return cfg.from_dict(meta["config"])[0], params, from_meta(meta["tokenizer"], path), meta

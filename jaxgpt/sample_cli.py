@@ -13,7 +13,7 @@ import numpy as np
 
 from . import config as cfg
 from .cmdline import Parser as _Parser, enable_compile_cache, exit_status, prog, quiet
-from .data import CharTokenizer
+from .data import CharTokenizer, HFTokenizer, from_meta
 from .errors import UsageError
 
 
@@ -81,7 +81,7 @@ def _sample_ngram(args, write) -> None:
 
     meta = read_run_files(args.out_dir)
     model = NGramModel.load(args.out_dir / FILE)
-    tokenizer = CharTokenizer(meta["tokenizer"])
+    tokenizer = from_meta(meta["tokenizer"], args.out_dir)
     prompt = [int(t) for t in _encode_prompt(tokenizer, args.prompt)]
     seed = cfg.from_dict(meta["config"])[1].seed
     key = make_keys(seed if args.seed is None else args.seed)["sample"]
@@ -91,7 +91,7 @@ def _sample_ngram(args, write) -> None:
         write(f"{'-' * 16} sample {i + 1}/{args.num_samples} {'-' * 16}\n" + tokenizer.decode(out) + "\n")
 
 
-def _encode_prompt(tokenizer: CharTokenizer, prompt: str) -> np.ndarray:
+def _encode_prompt(tokenizer: CharTokenizer | HFTokenizer, prompt: str) -> np.ndarray:
     try:
         return tokenizer.encode(prompt or "\n")
     except ValueError as e:
@@ -147,11 +147,17 @@ def _sample(args, write) -> None:
         n, head = args.num_samples, tokenizer.decode(prompt[0])
         rest = [[] for _ in range(n)]
         write(rule(f"sample 1/{n}") + head)
+        shown = ""  # sample 1's text written so far: a subword's bytes may end mid-character, so whole text is decoded
         for chunk in sampling.generate_stream(params, mc, np.repeat(prompt, n, 0), args.max_new_tokens, key, **kw):
             chunk = np.asarray(chunk)
-            write(tokenizer.decode(chunk[0]))
-            for i in range(1, n):
+            for i in range(n):
                 rest[i].append(chunk[i])
+            text = tokenizer.decode(chunk[0]) if tokenizer.kind == "char" else \
+                tokenizer.decode(np.concatenate(rest[0]))[len(shown):]
+            if not text.endswith("\ufffd") or tokenizer.kind == "char":
+                write(text)
+                shown += text
+        write(tokenizer.decode(np.concatenate(rest[0]))[len(shown):] if tokenizer.kind != "char" else "")
         write("\n")
         for i in range(1, n):
             write(rule(f"sample {i + 1}/{n}") + head + tokenizer.decode(np.concatenate(rest[i])) + "\n")

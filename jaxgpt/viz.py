@@ -116,5 +116,5 @@ def plot_attention(maps: np.ndarray, chars: list[str], png_path: Path, title: st
 def attention_png(params, config: GPTConfig, tokenizer, idx, png_path: Path) -> Path:
     """The maps of the token ids idx (T,), T <= block_size, drawn into png_path with their characters as labels."""
     maps = attention_maps(params, config, idx)
-    return plot_attention(maps, [tokenizer.chars[int(i)] for i in idx], png_path,
+    return plot_attention(maps, [tokenizer.decode([i]) for i in idx], png_path,
                           f"attention of {config.n_layer} layers x {config.n_head} heads over {tokenizer.decode(idx)!r}")

@@ -13,7 +13,8 @@ from jaxgpt.__main__ import main
 
 def test_console_scripts_are_declared():
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"jaxgpt-train": "jaxgpt.cli:train_main", "jaxgpt-sample": "jaxgpt.cli:sample_main"}
+    assert scripts == {"jaxgpt-train": "jaxgpt.cli:train_main", "jaxgpt-sample": "jaxgpt.cli:sample_main",
+                       "jaxgpt-prepare": "jaxgpt.cli:prepare_main"}
 
 
 def test_python_m_jaxgpt_needs_a_command(capsys):

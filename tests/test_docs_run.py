@@ -10,7 +10,7 @@ Shakespeare ($JAXGPT_DATA_DIR); paths under /tmp/ and /shared/ are mapped into t
 - `sample.py` runs to the end, each sample shortened to 2 characters, which with the longest documented prompt
   (`ROMEO:`) fill the fixture's 8-token window: no command compiles the past-the-window steps or the speculative
   fallback (tests/test_sampling.py and tests/test_speculative.py test those);
-- `python -c` runs its code; `bench/tpu_compile.py` and `bench/train_speed.py` run up to their first case (a test
+- `python -c` runs its code, `python -m jaxgpt prepare` runs to the end; `bench/tpu_compile.py` and `bench/train_speed.py` run up to their first case (a test
   stub records it: the compile or the timing is where they stop);
 - `pdoc` is the command tests/test_api_docs.py runs; what cannot run here is named with the reason (installs, a
   clone, the test suite itself, a second host, a cluster launcher) and its train.py part is parsed.
@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HEAD_TEXT, REPO
-from jaxgpt.cli import check_sample_args, parse_train_args, sample_parser, train_main
+from jaxgpt.cli import check_sample_args, parse_train_args, prepare_main, sample_parser, train_main
 from jaxgpt.sample_cli import sample_main
 from test_api_docs import PDOC_ARGV
 
@@ -118,6 +118,9 @@ def run_command(argv, tmp, capsys, monkeypatch) -> str:
     script, args = rest[0], _local(rest[1:], tmp)
     if script == "-c":
         exec(compile(args[0], "python -c", "exec"), {"__name__": "__main__"})
+        return "run"
+    if script == "-m" and args[:2] == ["jaxgpt", "prepare"]:  # the 40 KB text: a fraction of a second
+        assert prepare_main(args[2:]) == 0, capsys.readouterr().err
         return "run"
     if script == "train.py":
         if "--coordinator" in args:

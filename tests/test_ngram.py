@@ -75,7 +75,9 @@ def test_train_and_sample_through_the_cli(small_text, tmp_path, capsys):
     assert train_main(["--preset", "ngram", "--data", str(small_text), "--out-dir", str(out), "--set", "n=4"]) == 0
     assert {p.name for p in out.iterdir()} >= {"config.json", "tokenizer.json", "metrics.jsonl", FILE}
     record = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
-    assert set(record) == {"step", "train_loss", "val_loss", "tokens_per_s", "elapsed_s", "val_loss_full"}
+    assert set(record) == {"step", "train_loss", "val_loss", "tokens_per_s", "elapsed_s", "val_loss_full", "val_bpc",
+                           "val_bpc_full"}
+    assert record["val_bpc_full"] == pytest.approx(record["val_loss_full"] / np.log(2), abs=1e-5)  # characters
     assert record["train_loss"] < record["val_loss_full"] < np.log(65)
     capsys.readouterr()
     args = ["--out-dir", str(out), "--prompt", "First", "--max-new-tokens", "40", "--seed", "3"]

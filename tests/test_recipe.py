@@ -170,7 +170,7 @@ COUNTS = {"bigram": 4225, "nanogpt-cpu": 804096, "lecture": 10788929, "shakespea
 
 def test_defaults_are_todays_behaviour():
     for name, preset in PRESETS.items():
-        if isinstance(preset.model, GPTConfig) and name != "baby":  # the one preset built from the switches
+        if isinstance(preset.model, GPTConfig) and preset.model != PRESETS["baby"].model:  # built from the switches
             shapes = jax.eval_shape(init_params, replace(preset.model, vocab_size=65), jax.random.PRNGKey(0))
             assert count_params(shapes) == COUNTS[name], name
             assert (preset.model.norm, preset.model.qk_norm, preset.model.zero_init_proj, preset.model.logit_softcap,

@@ -2,6 +2,7 @@
 the non-overlapping windows of a full evaluation pass."""
 from __future__ import annotations
 
+import math
 import warnings
 
 import jax
@@ -14,12 +15,29 @@ from ..errors import DataError
 def train_val_split(tokens: np.ndarray, block_size: int, train_frac: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
     """The lecture's split: first 90% train, last 10% validation. Each must hold one (x, y) window."""
     n = int(train_frac * len(tokens))
-    train, val = tokens[:n], tokens[n:]
+    return check_splits(tokens[:n], tokens[n:], block_size)
+
+
+def check_splits(train: np.ndarray, val: np.ndarray, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) when each holds one (x, y) window of block_size tokens; DataError naming the short one."""
     for name, part in (("train", train), ("val", val)):
         if len(part) < block_size + 1:
             raise DataError(f"the {name} split has {len(part)} tokens, fewer than block_size + 1 = {block_size + 1}; "
                             f"use a longer text or a smaller block_size")
     return train, val
+
+
+def bits_per_char(loss: float, tokens: int, chars: int) -> float:
+    """A loss in nats per token as bits per character of the text the tokens encode (docs/data.md): the unit that
+    compares tokenizers. For characters tokens == chars, so 1.53 nats = 2.21 bits."""
+    return loss * tokens / chars / math.log(2)
+
+
+def split_text(text: str, train_frac: float = 0.9) -> tuple[str, str]:
+    """The split of a subword run: the first 90% of the characters train, the rest validate, each encoded on its own
+    (nanoGPT's data/shakespeare/prepare.py). For characters it equals `train_val_split` of the ids."""
+    n = int(train_frac * len(text))
+    return text[:n], text[n:]
 
 
 def split(tokens: np.ndarray, block_size: int, train_frac: float = 0.9) -> tuple[np.ndarray, np.ndarray]:

@@ -88,17 +88,24 @@ def load_text(source: str = "tinyshakespeare") -> str:
 
 
 def _load_hf(source: str) -> str:
+    """The train split's text column, streamed (rows read as they arrive, no Arrow copy of the dataset on disk)
+    and joined with newlines."""
     import datasets
 
     name, _, config = source[3:].partition(":")
     if not name:
         raise DataError(f"{source!r}: expected hf:NAME[:CONFIG]")
     try:
-        ds = datasets.load_dataset(name, config or None, split="train")
+        ds = datasets.load_dataset(name, config or None, split="train", streaming=True)
+        features = ds.features or {k: datasets.Value("string") if isinstance(v, str) else None
+                                   for k, v in next(iter(ds), {}).items()}  # a stream may not declare its columns
+        text_cols = [c for c, f in features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
+        if not text_cols:
+            raise DataError(f"Hugging Face dataset {source!r} has no text column (columns: {', '.join(features)})")
+        col = "text" if "text" in text_cols else text_cols[0]
+        return "\n".join(row[col] for row in ds)
+    except DataError:
+        raise
     except Exception as e:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError...)
-        raise DataError(f"cannot load Hugging Face dataset {source!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
-    text_cols = [c for c, f in ds.features.items() if getattr(f, "dtype", None) in ("string", "large_string")]
-    if not text_cols:
-        raise DataError(f"Hugging Face dataset {source!r} has no text column (columns: {', '.join(ds.column_names)})")
-    col = "text" if "text" in text_cols else text_cols[0]
-    return "\n".join(ds[col])
+        raise DataError(f"cannot load Hugging Face dataset {source!r}: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None

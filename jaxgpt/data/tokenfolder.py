@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from .tokenizers import load_tokenizer
+from .tokenizers import CharTokenizer, HFTokenizer, load_tokenizer
 
 FORMAT, VERSION = "jaxgpt-tokens", 1
 DTYPES = ("uint16", "uint32")
@@ -35,13 +35,14 @@ class _PlainData(pickle.Unpickler):
 
 @dataclass(frozen=True)
 class TokenFolder:
-    """What a run needs of a token folder: where the splits are, their dtype, the vocabulary and the identity."""
+    """What a run needs of a token folder: where the splits are, their dtype, the tokenizer and the identity."""
     path: Path
     dtype: str                 # uint16 | uint32 (docs/data.md)
     vocab_size: int            # every id in the files is below it
-    chars: tuple[str, ...]     # the char tokenizer's vocabulary, id order
+    tokenizer: CharTokenizer | HFTokenizer  # tokenizer.json (char, bpe or file), or nanoGPT's meta.pkl characters
     tokens_sha256: str         # meta.json's; for a nanoGPT folder a digest of meta.pkl and the file sizes
     tokens: tuple[int, int]    # ids in train.bin, val.bin
+    val_chars: int             # characters of the validation text: bits per character (docs/data.md)
 
     def split(self, name: str) -> np.memmap:
         """The split's ids, memory-mapped read-only (opened again on each call: a worker reopens it by path)."""
@@ -63,14 +64,12 @@ def _meta_json(path: Path) -> dict:
                         f"({VERSION}); upgrade jaxgpt")
     tok = meta.get("tokenizer") or {}
     tokenizer = load_tokenizer(path / tok.get("file", "tokenizer.json"), tok.get("kind"))
-    if tokenizer.kind != "char":  # the run's checkpoints, sampling and tokenizer.json record characters today
-        raise DataError(f"{path}: a {tokenizer.kind} token folder (vocab {tokenizer.vocab_size}) is read by the "
-                        f"loader but runs train on char folders only in this version; prepare with the char tokenizer")
-    chars = tokenizer.chars
     if meta.get("dtype") not in DTYPES:
         raise DataError(f"{path / 'meta.json'}: dtype {meta.get('dtype')!r} is not one of {', '.join(DTYPES)}")
-    return {"dtype": meta["dtype"], "vocab_size": int(meta.get("vocab_size", len(chars))), "chars": chars,
-            "sha": str(meta.get("tokens_sha256", "")), "splits": meta.get("splits") or {}}
+    splits = meta.get("splits") or {}
+    return {"dtype": meta["dtype"], "vocab_size": int(meta.get("vocab_size", tokenizer.vocab_size)),
+            "tokenizer": tokenizer, "sha": str(meta.get("tokens_sha256", "")), "splits": splits,
+            "val_chars": int((splits.get("val") or {}).get("chars", 0))}
 
 
 def _meta_pkl(path: Path) -> dict:
@@ -83,7 +82,8 @@ def _meta_pkl(path: Path) -> dict:
         raise DataError(f"{path / 'meta.pkl'} is not nanoGPT's char meta.pkl ({type(e).__name__}: {e})") from None
     sizes = ",".join(str((path / f"{s}.bin").stat().st_size) for s in ("train", "val"))
     sha = hashlib.sha256(raw + sizes.encode()).hexdigest()  # no tokens_sha256 to read, and files are never hashed
-    return {"dtype": "uint16", "vocab_size": len(chars), "chars": chars, "sha": sha, "splits": {}}
+    return {"dtype": "uint16", "vocab_size": len(chars), "tokenizer": CharTokenizer(chars), "sha": sha, "splits": {},
+            "val_chars": 0}  # characters: as many as val.bin's ids
 
 
 def _count(path: Path, name: str, dtype: str, splits: dict) -> int:
@@ -122,12 +122,13 @@ def open_token_folder(source: str, block_size: int) -> TokenFolder:
     else:
         raise DataError(f"{path} holds train.bin but no meta.json or meta.pkl, so nothing says what its ids mean; "
                         f"write it with jaxgpt-prepare, or give nanoGPT's meta.pkl beside it")
-    if meta["vocab_size"] != len(meta["chars"]):
-        raise DataError(f"{path}: vocab_size {meta['vocab_size']} but the tokenizer has {len(meta['chars'])} "
-                        f"characters")
+    if meta["vocab_size"] != meta["tokenizer"].vocab_size:
+        raise DataError(f"{path}: vocab_size {meta['vocab_size']} but the tokenizer has "
+                        f"{meta['tokenizer'].vocab_size} tokens")
     counts = tuple(_count(path, name, meta["dtype"], meta["splits"]) for name in ("train", "val"))
-    folder = TokenFolder(path.absolute(), meta["dtype"], meta["vocab_size"], tuple(meta["chars"]), meta["sha"],
-                         counts)
+    val_chars = meta["val_chars"] or (counts[1] if meta["tokenizer"].kind == "char" else 0)
+    folder = TokenFolder(path.absolute(), meta["dtype"], meta["vocab_size"], meta["tokenizer"], meta["sha"], counts,
+                         val_chars)
     for name, n in zip(("train", "val"), counts):
         if n < block_size + 1:
             raise DataError(f"{path / (name + '.bin')} has {n:,} tokens, fewer than one window of block_size + 1 "
