@@ -208,3 +208,38 @@ def test_two_processes_read_only_their_rows_equal_one_and_resume_in_one(folder, 
                                                                  "process_count": 1}
     a, b = records(tmp_path / "one")[-1], records(tmp_path / "two")[-1]
     assert a["step"] == b["step"] == STEPS + 2 and abs(a["train_loss"] - b["train_loss"]) <= 1.01e-5, (a, b)
+
+
+def test_a_bpe_folder_from_prepare_trains_samples_and_resumes_with_its_own_tokenizer(text, tmp_path, capsys):
+    """jaxgpt-prepare's BPE folder on the shard path: the folder's tokenizer.json is the run's (kept in the run folder,
+    loadable by `tokenizers`), bits per character use meta.json's validation characters, and a resume on a folder
+    with another tokenizer is one line, exit 2."""
+    from tokenizers import Tokenizer
+
+    from jaxgpt.data.prepare import prepare_data
+    src = tmp_path / "text.txt"
+    src.write_text(text)
+    meta = prepare_data(str(src), tmp_path / "bpe", tokenizer="bpe", vocab_size=300, progress=False, log=lambda *a: 0)
+    out = tmp_path / "run"
+    assert train_main(args(tmp_path / "bpe", out, "--max-iters", "4")) == 0
+    written = json.loads((out / "config.json").read_text())
+    assert written["train"]["tokenizer"] == "bpe" and written["data_path"] == "shards"
+    assert written["model"]["vocab_size"] == meta["vocab_size"] <= 300
+    hf = Tokenizer.from_file(str(out / "tokenizer.json"))
+    assert hf.encode("ROMEO:").ids == Tokenizer.from_file(str(tmp_path / "bpe" / "tokenizer.json")).encode("ROMEO:").ids
+    last = records(out)[-1]
+    val = meta["splits"]["val"]
+    assert last["val_bpc_full"] == pytest.approx(last["val_loss_full"] * val["tokens"] / val["chars"] / np.log(2),
+                                                 abs=2e-5)
+    capsys.readouterr()
+    assert sample_main(["--out-dir", str(out), "--max-new-tokens", "8", "--prompt", "ROMEO:"]) == 0
+    assert "ROMEO:" in capsys.readouterr().out
+    other = prepare_data(str(src), tmp_path / "bpe2", tokenizer="bpe", vocab_size=290, progress=False,
+                         log=lambda *a: 0)
+    assert other["tokenizer"]["sha256"] != meta["tokenizer"]["sha256"]
+    (tmp_path / "bpe").rename(tmp_path / "bpe-before")  # the run's --data now holds another tokenizer's ids
+    (tmp_path / "bpe2").rename(tmp_path / "bpe")
+    before = sorted(p.name for p in out.rglob("*"))
+    assert train_main(["--out-dir", str(out), "--resume", "--max-iters", "8"]) == 2
+    assert "different tokenizer" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.rglob("*")) == before

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DataError
 from .batches import split_text
 from .sources import load_text
-from .tokenizers import CharTokenizer, HFTokenizer, check_bpe_vocab, load_tokenizer, split_for_batch, train_bpe
+from .tokenizers import CharTokenizer, check_bpe_vocab, load_tokenizer, split_for_batch, train_bpe
 
 FORMAT, VERSION = "jaxgpt-tokens", 1
 BATCH_PIECES = 64  # pieces (of ~64K characters) per encode_batch call: ~4M characters between progress updates

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .prepare import FORMAT, VERSION  # the writer's format: one definition
 from .tokenizers import CharTokenizer, HFTokenizer, load_tokenizer
 
-FORMAT, VERSION = "jaxgpt-tokens", 1
 DTYPES = ("uint16", "uint32")
 SCAN_TOKENS = 1 << 24  # ids read at a time by the vocabulary check: 32 MiB of uint16 in the page cache, not the heap
 
