@@ -7,6 +7,6 @@ from .sources import DOWNLOAD_TIMEOUT_S, TINYSHAKESPEARE_URL, cache_dir, load_te
 from .tokenizers import (KINDS, CharTokenizer, HFTokenizer, check_bpe_vocab, from_meta, ids_dtype, load_tokenizer,
                          parse_tokenizer, train_bpe)
 
-__all__ = ["bits_per_char", "check_splits", "CharTokenizer", "DataError", "DOWNLOAD_TIMEOUT_S", "HFTokenizer", "KINDS", "TINYSHAKESPEARE_URL",
-           "cache_dir", "check_bpe_vocab", "eval_windows", "from_meta", "ids_dtype", "load_text", "load_tokenizer",
+__all__ = ["bits_per_char", "check_splits", "CharTokenizer", "DataError", "DOWNLOAD_TIMEOUT_S", "HFTokenizer", "KINDS",
+           "TINYSHAKESPEARE_URL", "cache_dir", "check_bpe_vocab", "eval_windows", "from_meta", "ids_dtype", "load_text", "load_tokenizer",
            "parse_tokenizer", "sample_batch", "split", "split_text", "train_bpe", "train_val_split"]
