@@ -103,7 +103,8 @@ def create_state(mc: GPTConfig, tc: TrainConfig, params: Params | None = None,
                       key=keys["train"])
 
 
-def train_step(state: TrainState, data, mc: GPTConfig, tc: TrainConfig) -> tuple[TrainState, dict]:
+def train_step(state: TrainState, data: jax.Array | tuple[jax.Array, jax.Array], mc: GPTConfig,
+               tc: TrainConfig) -> tuple[TrainState, dict]:
     """One optimizer step on a batch drawn from `data` (N,) with fold_in(key, step), or on the loader's batch
     `data` = (x, y) (n_micro, B / n_micro, T) (the shard path); gradients averaged over
     gradient_accumulation_steps micro-batches."""
@@ -139,7 +140,7 @@ def train_step(state: TrainState, data, mc: GPTConfig, tc: TrainConfig) -> tuple
     return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
 
 
-def train_steps(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig,
+def train_steps(state: TrainState, data: jax.Array | tuple[jax.Array, jax.Array], mc: GPTConfig, tc: TrainConfig,
                 n_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
     """`n_steps` train_steps in one program; metrics come back stacked, (n_steps,) each. `data` is the token array
     each step samples from, or the loader's (x, y) (n_steps, n_micro, B / n_micro, T), one batch a step."""
@@ -149,7 +150,7 @@ def train_steps(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConf
                         length=n_steps)
 
 
-def train_steps_jit(state: TrainState, data: jax.Array, mc: GPTConfig, tc: TrainConfig,
+def train_steps_jit(state: TrainState, data: jax.Array | tuple[jax.Array, jax.Array], mc: GPTConfig, tc: TrainConfig,
                     n_steps: int) -> tuple[TrainState, dict[str, jax.Array]]:
     """`train_steps` compiled: the one program the training loop runs, here for any caller.
 

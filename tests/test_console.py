@@ -106,4 +106,4 @@ def test_help_names_the_command_typed(argv0, command, usage, monkeypatch, capsys
 def test_python_m_jaxgpt_help_goes_to_stdout(capsys):
     assert main(["--help"]) == 0
     out, err = capsys.readouterr()
-    assert "python -m jaxgpt {train,sample,import}" in out and err == ""
+    assert "python -m jaxgpt {train,sample,import,prepare}" in out and err == ""

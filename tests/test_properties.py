@@ -28,7 +28,7 @@ def test_text_round_trips_through_its_vocabulary_and_tokenizer_json(text):
 
 CHOICES = {"model": cfg.MODELS, "pos_embedding": cfg.POS_EMBEDDINGS, "activation": cfg.ACTIVATIONS,
            "dtype": cfg.DTYPES, "sharding": cfg.SHARDINGS, "norm": cfg.NORMS, "optimizer": cfg.OPTIMIZERS,
-           "schedule": cfg.SCHEDULES}
+           "schedule": cfg.SCHEDULES, "tokenizer": cfg.TOKENIZERS}
 small_floats = st.floats(0.0, 0.9) | st.floats(1e-6, 1e4)  # finite; repr() round-trips every float
 
 
@@ -48,7 +48,10 @@ def configs(draw):
                   beta2=draw(st.floats(0.0, 0.999)), n_layer=draw(st.integers(0, 3)), lora_rank=draw(st.integers(0, 3)),
                   init_std=draw(st.floats(1e-4, 1.0)), lora_alpha=draw(st.floats(1e-3, 64.0)),
                   learning_rate=draw(st.floats(1e-8, 10.0)), cooldown_frac=draw(st.floats(1e-3, 1.0)),
-                  muon_lr=draw(st.floats(1e-6, 1.0)), muon_momentum=draw(st.floats(0.0, 0.999)))
+                  muon_lr=draw(st.floats(1e-6, 1.0)), muon_momentum=draw(st.floats(0.0, 0.999)),
+                  bpe_vocab_size=draw(st.integers(256, 2 ** 32)))
+    if not values["proj"]:  # the lecture's Linear-ReLU feed-forward keeps n_embd wide
+        values["ffwd_mult"] = 1
     names = {f.name for f in dataclasses.fields(cfg.GPTConfig)}
     return (cfg.GPTConfig(**{k: v for k, v in values.items() if k in names}),
             cfg.TrainConfig(**{k: v for k, v in values.items() if k not in names}))
