@@ -197,25 +197,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_like_one(tmp_path, small_text, capsys):
-    args = ["--data", str(small_text), "--max-iters", "5", "--seed", "3",
-            "--set", "n_layer=1", "--set", "n_head=2", "--set", "n_embd=32", "--set", "block_size=16",
-            "--set", "batch_size=8", "--set", "eval_interval=5", "--set", "eval_iters=2", "--set", "steps_per_call=5",
-            "--set", "sample_chars=24", "--set", "sharding=fsdp"]
+def two_processes(command, meanwhile=lambda: None) -> list[tuple[str, str]]:
+    """Start `command(i)` as processes 0 and 1 of one jax.distributed run on a free local port, call `meanwhile()`
+    here while they run, and return their (stdout, stderr) once both exited 0 (killed after TIMEOUT)."""
     port = _free_port()
-    procs = [subprocess.Popen([sys.executable, str(REPO / "train.py"), *args, "--out-dir", str(tmp_path / "two"),
-                               "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
-                              env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    try:  # meanwhile, the same run in this process on 1 device
-        assert train_main(args + ["--out-dir", str(tmp_path / "one")]) == 0
-        one_stdout = capsys.readouterr().out
+    procs = [subprocess.Popen([*command(i), "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2",
+                               "--process-id", str(i)], env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    try:
+        meanwhile()
         outs = [p.communicate(timeout=TIMEOUT) for p in procs]
     finally:
         for p in procs:
             p.kill()
     for p, (_, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
+    return outs
+
+
+def test_two_processes_train_like_one(tmp_path, small_text, capsys):
+    args = ["--data", str(small_text), "--max-iters", "5", "--seed", "3",
+            "--set", "n_layer=1", "--set", "n_head=2", "--set", "n_embd=32", "--set", "block_size=16",
+            "--set", "batch_size=8", "--set", "eval_interval=5", "--set", "eval_iters=2", "--set", "steps_per_call=5",
+            "--set", "sample_chars=24", "--set", "sharding=fsdp"]
+    one = {}
+
+    def meanwhile():  # the same run in this process on 1 device
+        assert train_main(args + ["--out-dir", str(tmp_path / "one")]) == 0
+        one["stdout"] = capsys.readouterr().out
+
+    outs = two_processes(lambda i: [sys.executable, str(REPO / "train.py"), *args, "--out-dir", str(tmp_path / "two")],
+                         meanwhile)
+    one_stdout = one["stdout"]
 
     (out0, _), (out1, _) = outs
     assert "2 process(es), 4 device(s) (cpu), mesh data=1 x fsdp=4" in out0

@@ -4,7 +4,6 @@ read only their rows and equal one, and bad folders are one line, exit 2, nothin
 import json
 import os
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from jaxgpt.cli import sample_main, train_main
 from jaxgpt.data.loader import Windows, iterate, take
 from jaxgpt.data.tokenfolder import open_token_folder
 from test_kill_phases import kill_at
-from test_sharding import TIMEOUT, _env, _free_port
+from test_sharding import two_processes
 
 
 def nanogpt_char_folder(folder: Path, text: str) -> Path:
@@ -179,19 +178,8 @@ def test_two_processes_read_only_their_rows_equal_one_and_resume_in_one(folder, 
     and a --resume with 1 process continues the same stream (resharded, docs/data.md)."""
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER.format(tests=str(REPO / "tests")))
-    port = _free_port()
-    procs = [subprocess.Popen([sys.executable, str(worker), str(tmp_path / f"reads{i}.json"),
-                               *args(folder, tmp_path / "two"), "--coordinator", f"127.0.0.1:{port}",
-                               "--num-processes", "2", "--process-id", str(i)],
-                              env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
-    try:
-        outs = [p.communicate(timeout=TIMEOUT) for p in procs]
-    finally:
-        for p in procs:
-            p.kill()
-    for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
+    two_processes(lambda i: [sys.executable, str(worker), str(tmp_path / f"reads{i}.json"),
+                             *args(folder, tmp_path / "two")])
     reads = [json.loads((tmp_path / f"reads{i}.json").read_text()) for i in range(2)]
     for i, mine in enumerate(reads):  # rows 0-1 are process 0's, rows 2-3 process 1's, in every stream
         assert {tuple(rows) for stream, _, rows in mine} == {(2 * i, 2 * i + 1)}
