@@ -156,8 +156,8 @@ def train_main(argv: list[str] | None = None, on_event=None, clock=None) -> int:
 # ---------------------------------------------------------------------------------------------------- prepare
 
 def prepare_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="jaxgpt-prepare", description="Tokenize a text into train.bin / val.bin + meta.json (nanoGPT's "
-                                                   "format, docs/data.md).")
+    p = _Parser(prog=prog("jaxgpt-prepare", "prepare"),  # no root script: the console command is the default
+                description="Tokenize a text into train.bin / val.bin + meta.json (nanoGPT's format, docs/data.md).")
     p.add_argument("--data", default="tinyshakespeare",
                    help="a text file, an http(s) URL, hf:NAME[:CONFIG], or tinyshakespeare (default)")
     p.add_argument("--out-dir", type=Path, required=True, help="the folder of token files")

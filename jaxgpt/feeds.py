@@ -107,14 +107,15 @@ class Shards:
         return sharding.put_batches(x, self.mesh, self.micro), sharding.put_batches(y, self.mesh, self.micro)
 
     def estimate(self, params, key, step: int) -> dict:
-        """estimate_loss from the loader: eval_iters batches of each split, a function of (seed, step, i, row)."""
+        """estimate_loss from the loader: eval_iters batches of each split, a function of (seed, step, i, row), each
+        a micro-batch as the in-memory path evaluates (batch_size / gradient_accumulation_steps: what fits)."""
         mc, tc = self.run.model, self.run.train
-        rows = sharding.process_rows(self.mesh, tc.batch_size)
+        rows = sharding.process_rows(self.mesh, self.micro)
         losses = {}
         for split in ("train", "val"):
-            src = Windows(self.folder, split, f"eval-{split}", tc.seed, tc.batch_size, 1, mc.block_size, rows)
+            src = Windows(self.folder, split, f"eval-{split}", tc.seed, self.micro, 1, mc.block_size, rows)
             x, y = (np.concatenate(a) for a in zip(*(src[step * tc.eval_iters + i] for i in range(tc.eval_iters))))
-            x, y = (sharding.put_batches(a, self.mesh, tc.batch_size) for a in (x, y))  # (eval_iters, B, T)
+            x, y = (sharding.put_batches(a, self.mesh, self.micro) for a in (x, y))  # (eval_iters, B / n_micro, T)
             with sharding.mesh_context(self.mesh):
                 losses[split] = estimate_batches(params, x, y, mc)
         return losses

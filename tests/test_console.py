@@ -92,13 +92,15 @@ def test_import_help_shows_the_whole_description(capsys):
     ("/src/jaxgpt/__main__.py", "train", "usage: python -m jaxgpt train "),
     ("/src/jaxgpt/__main__.py", "sample", "usage: python -m jaxgpt sample "),
     ("train.py", "train", "usage: train.py "),
-    ("sample.py", "sample", "usage: sample.py ")])
+    ("sample.py", "sample", "usage: sample.py "),
+    ("/venv/bin/jaxgpt-prepare", "prepare", "usage: jaxgpt-prepare "),
+    ("/src/jaxgpt/__main__.py", "prepare", "usage: python -m jaxgpt prepare ")])
 def test_help_names_the_command_typed(argv0, command, usage, monkeypatch, capsys):
-    from jaxgpt.cli import sample_main, train_main
+    from jaxgpt.cli import prepare_main, sample_main, train_main
 
     monkeypatch.setattr(sys, "argv", [argv0, "--help"])
     with pytest.raises(SystemExit) as done:
-        (train_main if command == "train" else sample_main)(["--help"])
+        {"train": train_main, "sample": sample_main, "prepare": prepare_main}[command](["--help"])
     assert done.value.code == 0
     assert capsys.readouterr().out.startswith(usage)
 
