@@ -14,16 +14,9 @@ from pathlib import Path
 
 from .config import GPTConfig
 from .data import CharTokenizer, from_meta, load_tokenizer
+from .data.tokenfolder import PlainUnpickler
 from .errors import CheckpointError, require_extra
 from .interop import from_hf, from_nanogpt_ckpt
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """Plain data only (dicts, lists, str, int, float, ...): a pickle that names any class or function is refused."""
-
-    def find_class(self, module, name):
-        raise CheckpointError(f"refused to load {module}.{name}: this pickle holds more than plain data "
-                              f"(a meta.pkl has only vocab_size, itos and stoi)")
 
 
 def load_meta_pkl(path) -> CharTokenizer:
@@ -31,12 +24,13 @@ def load_meta_pkl(path) -> CharTokenizer:
     through an unpickler that admits plain data only: a file that would run code raises CheckpointError."""
     try:
         with open(path, "rb") as f:
-            meta = _PlainUnpickler(f).load()
+            meta = PlainUnpickler(f).load()
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
-        if isinstance(e, CheckpointError):
-            raise
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path}: {e}" if str(e).startswith("refused") else
+                              f"{path} is not a readable meta.pkl (UnpicklingError: {e})") from None
+    except (EOFError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path} is not a readable meta.pkl ({type(e).__name__}: {e})") from None
     itos = meta.get("itos") if isinstance(meta, dict) else None
     if not isinstance(itos, dict) or sorted(itos) != list(range(len(itos))):

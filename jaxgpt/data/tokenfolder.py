@@ -26,11 +26,13 @@ def is_token_folder(source: str) -> bool:
     return path.is_dir() and (path / "train.bin").exists()
 
 
-class _PlainData(pickle.Unpickler):
-    """An unpickler for nanoGPT's meta.pkl: dicts, ints and strings only; any class or function is refused."""
+class PlainUnpickler(pickle.Unpickler):
+    """Plain data only (dicts, lists, str, int, float, ...), for nanoGPT's meta.pkl: a pickle that names any class or
+    function is refused with pickle.UnpicklingError, so reading one never runs code."""
 
     def find_class(self, module, name):
-        raise pickle.UnpicklingError(f"{module}.{name} is not plain data")
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}: this pickle holds more than plain data "
+                                     f"(a meta.pkl has only vocab_size, itos and stoi)")
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def _meta_json(path: Path) -> dict:
 def _meta_pkl(path: Path) -> dict:
     raw = (path / "meta.pkl").read_bytes()
     try:
-        meta = _PlainData(io.BytesIO(raw)).load()
+        meta = PlainUnpickler(io.BytesIO(raw)).load()
         itos = meta["itos"]
         chars = [itos[i] for i in range(int(meta["vocab_size"]))]
     except Exception as e:  # a damaged pickle raises many types; all mean "not nanoGPT's meta.pkl"
