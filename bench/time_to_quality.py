@@ -10,6 +10,11 @@ as a user would (a fresh process, a cold compile cache) and print the CPU model,
     python bench/time_to_quality.py --seeds 1337 1 2     # the default seed and two more
     python bench/time_to_quality.py --budget 90s --preset baby   # a fixed budget: no PyTorch timing
     python bench/time_to_quality.py --iters 500 --set optimizer=muon  # fixed steps (lr_decay_iters too): per token
+    python bench/time_to_quality.py --seeds 1337 1 2 --arm base=baby --arm lr=baby:muon_lr=0.0125  # A/B, interleaved
+
+With `--arm NAME=PRESET[:KEY=VALUE...]` (repeatable) every seed runs every arm in turn (seed outer, arm inner, so a
+drift in the machine's speed falls on all arms alike), and a table gives each arm's mean and its paired difference
+from the first arm in nats per token and in bits per character.
 """
 from __future__ import annotations
 
@@ -61,6 +66,44 @@ def run_budgeted(preset: str, budget_s: float | None, seed: int, sets: list[str]
             "val_bpc_full": records[-1].get("val_bpc_full")}
 
 
+def parse_arm(text: str) -> tuple[str, str, list[str]]:
+    """"NAME=PRESET[:KEY=VALUE...]" -> (name, preset, sets)."""
+    name, eq, rest = text.partition("=")
+    preset, *sets = rest.split(":")
+    if not eq or not name or not preset:
+        raise SystemExit(f"--arm {text!r}: expected NAME=PRESET[:KEY=VALUE...], e.g. lr=baby:muon_lr=0.0125")
+    return name, preset, sets
+
+
+def run_arms(arms: list[tuple[str, str, list[str]]], budget_s: float | None, seeds: list[int],
+             iters: int | None = None) -> list[dict]:
+    """Every seed runs every arm in turn (seed outer); one JSON line per run as it ends."""
+    rows = []
+    for seed in seeds:
+        for name, preset, sets in arms:
+            rows.append({"arm": name, **run_budgeted(preset, budget_s, seed, sets, iters)})
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def arms_table(rows: list[dict]) -> str:
+    """Markdown: per arm its runs' mean steps, wall, val loss and bits/char, and the mean paired difference (same
+    seed) from the first arm, with the differences' range."""
+    names = list(dict.fromkeys(r["arm"] for r in rows))
+    first = {r["seed"]: r for r in rows if r["arm"] == names[0]}
+    out = ["| arm | seeds | mean steps | mean wall s | val loss (mean) | bits/char (mean) | paired diff, bits/char "
+           "(range) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for name in names:
+        rs = [r for r in rows if r["arm"] == name]
+        mean = lambda key: sum(r[key] for r in rs) / len(rs)  # noqa: E731
+        diffs = [r["val_bpc_full"] - first[r["seed"]]["val_bpc_full"] for r in rs if r["seed"] in first]
+        diff = (f"{sum(diffs) / len(diffs):+.4f} ({min(diffs):+.4f} to {max(diffs):+.4f})"
+                if diffs and name != names[0] else "")
+        out.append(f"| {name} | {' '.join(str(r['seed']) for r in rs)} | {mean('max_iters'):.0f} | {mean('wall_s'):.1f} "
+                   f"| {mean('val_loss_full'):.4f} | {mean('val_bpc_full'):.4f} | {diff} |")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default="baby")
@@ -70,7 +113,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--budget-scale", type=float, default=1.0, help="multiply the budget (screening runs)")
     p.add_argument("--torch-steps", type=int, default=50, help="timed PyTorch steps")
     p.add_argument("--iters", type=int, help="no budget: train exactly this many steps (schedule fitted to them)")
+    p.add_argument("--arm", action="append", default=[], metavar="NAME=PRESET[:KEY=VALUE...]",
+                   help="compare arms (repeatable); replaces --preset and --set")
     a = p.parse_args(argv)
+    arms = [parse_arm(t) for t in a.arm]
     data = Path(os.environ.get("JAXGPT_DATA_DIR", REPO / "data")) / "tinyshakespeare.txt"
     print(f"{cpu_class()}; date {time.strftime('%Y-%m-%d', time.gmtime())}", flush=True)
     if a.iters is not None:
@@ -86,6 +132,9 @@ def main(argv: list[str] | None = None) -> None:
         from jaxgpt.budget import parse_duration
         budget = parse_duration(a.budget) * a.budget_scale
         print(f"fixed budget B = {budget:.1f} s", flush=True)
+    if arms:
+        print(arms_table(run_arms(arms, budget, a.seeds, a.iters)), flush=True)
+        return
     for seed in a.seeds:
         print(json.dumps(run_budgeted(a.preset, budget, seed, a.set, a.iters)), flush=True)
 

@@ -147,6 +147,17 @@ def bpe_run(tmp_path_factory):
     return data, d / "straight"
 
 
+def test_saved_bpe_loads_in_transformers_unchanged(bpe, tmp_path):
+    transformers = pytest.importorskip("transformers", reason="transformers is an optional extra: "
+                                                              "pip install 'jaxgpt[hf]'")
+    bpe.save(tmp_path / "tokenizer.json")
+    theirs = transformers.PreTrainedTokenizerFast(tokenizer_file=str(tmp_path / "tokenizer.json"))
+    text = HEAD_TEXT.read_text()[:3000] + "\r\n\x00 𝄞 ünï"  # bytes the training text never had
+    ids = bpe.encode(text).tolist()
+    assert theirs(text)["input_ids"] == ids and len(theirs) == bpe.vocab_size
+    assert theirs.decode(ids) == text
+
+
 BPE_SETS = dict(tokenizer="bpe", bpe_vocab_size=V, block_size=16)
 
 
