@@ -66,6 +66,10 @@ class GPTConfig(_Checked):
     remat: bool = False              # recompute Block activations in the backward pass (memory for compute)
     lora_rank: int = 0               # >0 adds rank-r adapters to attention and feed-forward projections
     lora_alpha: float = 8.0          # adapter output scaled by lora_alpha / lora_rank (Hu et al. 2021)
+    unet_skips: bool = False         # U-net: Block i's output, i < n_layer // 2, is added into Block n_layer-1-i's
+                                     # input times a learned scalar initialised to 1.0 (modded-nanogpt; levers.py)
+    value_embeds: int = 0            # k token tables (vocab x n_embd, N(0, init_std)) added to the values v of
+                                     # Blocks i and n_layer-1-i, i < k: v = v + ve (modded-nanogpt; levers.py)
 
     @property
     def head_size(self) -> int:
@@ -83,7 +87,15 @@ class GPTConfig(_Checked):
         _check_choice("norm", self.norm, NORMS)
         _check_choice("dtype", self.dtype, DTYPES)
         _check_at_least(self, 1, "vocab_size", "vocab_multiple", "block_size", "n_embd", "n_head", "ffwd_mult")
-        _check_at_least(self, 0, "n_layer", "lora_rank")
+        _check_at_least(self, 0, "n_layer", "lora_rank", "value_embeds")
+        if (self.unet_skips or self.value_embeds) and self.model != "gpt":
+            raise ConfigError(f"unet_skips={self.unet_skips} and value_embeds={self.value_embeds} need model 'gpt' "
+                              f"(got {self.model!r}): they act on Blocks")
+        if self.unet_skips and self.n_layer < 2:
+            raise ConfigError(f"unet_skips needs n_layer >= 2 (a first half to skip from), got n_layer {self.n_layer}")
+        if 2 * self.value_embeds > self.n_layer:
+            raise ConfigError(f"value_embeds {self.value_embeds} needs 2 x {self.value_embeds} <= n_layer, got "
+                              f"n_layer {self.n_layer} (the first and the last value_embeds Blocks share the tables)")
         if self.n_embd % self.n_head:
             raise ConfigError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         if not self.proj and self.ffwd_mult != 1:

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from .config import GPTConfig
+from .levers import block_inputs
 from .model import Block, build_model, init_cache
 
 Caches = tuple | None  # one (k, v) per layer, each (B, H, block_size, hs); None for models without a cache
@@ -40,9 +41,12 @@ def decoder(params, config: GPTConfig):
 
     def decode(idx, caches, pos):
         x = model.apply({"params": params}, idx, pos, method="embed")  # (B, T, C)
-        new = []
-        for weights, cache in zip(layers, caches):
-            x, cache = block.apply({"params": weights}, x, cache, pos, True)
+        ves = model.apply({"params": params}, idx, method="value_embeddings")  # (k, B, T, C) or None
+        new, outputs = [], []
+        for i, (weights, cache) in enumerate(zip(layers, caches)):
+            x, ve = block_inputs(config, i, x, outputs, params.get("skip_weights"), ves)  # U-net skip, levers.py
+            x, cache = block.apply({"params": weights}, x, cache, pos, True, ve)
             new.append(cache)
+            outputs.append(x)
         return model.apply({"params": params}, x, method="head"), tuple(new)
     return decode

@@ -1,4 +1,5 @@
-"""The modern recipe's small pieces, as pure functions on arrays: RMSNorm, rotary positions, ReLU^2, logit soft-cap.
+"""The modern recipe's small pieces, as pure functions on arrays: RMSNorm, rotary positions, ReLU^2, logit soft-cap;
+and the loss they are all trained on, `cross_entropy` (`jaxgpt.model` re-exports it).
 
 Each is a switch in `GPTConfig` (default: off, today's lecture / nanoGPT behaviour); `model.py` calls them. References:
 - RMSNorm: Zhang & Sennrich (2019), "Root Mean Square Layer Normalization" (LLaMA, modded-nanogpt).
@@ -13,6 +14,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 ROPE_BASE = 10000.0  # RoFormer's base wavelength
 
@@ -56,3 +58,11 @@ def relu2(x: jax.Array) -> jax.Array:
 def soft_cap(logits: jax.Array, cap: float) -> jax.Array:
     """cap * tanh(logits / cap): smooth, bounded to (-cap, cap); cap <= 0 leaves the logits as they are."""
     return cap * jnp.tanh(logits / cap) if cap > 0 else logits
+
+
+def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+    """Mean cross-entropy in float32 (the lecture's F.cross_entropy); `weights` masks padded targets."""
+    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+    if weights is None:
+        return losses.mean()
+    return (losses * weights).sum() / jnp.maximum(weights.sum(), 1.0)

@@ -20,18 +20,11 @@ import jax.numpy as jnp
 import optax
 
 from .config import GPTConfig
-from .layers import apply_rope, relu2, rms_norm, sinusoidal_positions, soft_cap
+from .layers import apply_rope, cross_entropy, relu2, rms_norm, sinusoidal_positions, soft_cap
+from .levers import scan_blocks
 from .params import Params
 
 Cache = tuple[jax.Array, jax.Array] | None  # (k, v): (L, B, H, block_size, hs), or one layer's (B, H, block_size, hs)
-
-
-def cross_entropy(logits: jax.Array, targets: jax.Array, weights: jax.Array | None = None) -> jax.Array:
-    """Mean cross-entropy in float32 (the lecture's F.cross_entropy); `weights` masks padded targets."""
-    losses = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
-    if weights is None:
-        return losses.mean()
-    return (losses * weights).sum() / jnp.maximum(weights.sum(), 1.0)
 
 
 class Dense(nn.Module):
@@ -123,10 +116,12 @@ class MultiHeadAttention(nn.Module):
     config: GPTConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array, cache: Cache = None, pos=0, deterministic: bool = True):
+    def __call__(self, x: jax.Array, cache: Cache = None, pos=0, deterministic: bool = True, ve=None):
         c = self.config
         qkv = _dense(c, (3, c.n_head, c.head_size), bias=c.qkv_bias, name="qkv")(x)  # (B, T, 3, H, hs)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        if ve is not None:  # value embedding (B, T, C) of these tokens (GPTConfig.value_embeds, levers.py)
+            v = v + ve.reshape(v.shape).astype(v.dtype)
         q, k = prepare_qk(c, q, k, pos)
         if cache is not None:  # write this chunk's keys/values at pos, attend over all block_size slots
             # heads first (B, H, block_size, hs): a decode step's q.k and wei.v then read the cache as it lies
@@ -168,14 +163,15 @@ def _layer_norm(config: GPTConfig, name: str):
 
 
 class Block(nn.Module):
-    """Communication (attention) then computation (feed-forward), each pre-normed and residual (lecture: Block)."""
+    """Communication (attention) then computation (feed-forward), each pre-normed and residual (lecture: Block).
+    `ve` (B, T, C): a value embedding added to the attention's values (GPTConfig.value_embeds)."""
     config: GPTConfig
 
     @nn.compact
-    def __call__(self, x: jax.Array, cache: Cache, pos, deterministic: bool):
+    def __call__(self, x: jax.Array, cache: Cache, pos, deterministic: bool, ve: jax.Array | None = None):
         c = self.config
         y, cache = MultiHeadAttention(c, name="sa")(_layer_norm(c, "ln1")(x).astype(c.dtype), cache, pos,
-                                                    deterministic)
+                                                    deterministic, ve)
         x = x + y if c.residual else y
         if c.ffwd:
             y = FeedForward(c, name="ffwd")(_layer_norm(c, "ln2")(x).astype(c.dtype), deterministic)
@@ -193,11 +189,12 @@ class GPTLanguageModel(nn.Module):
         self.token_embedding_table = nn.Embed(c.padded_vocab_size, c.n_embd, embedding_init=init)
         if c.pos_embedding == "learned":
             self.position_embedding_table = nn.Embed(c.block_size, c.n_embd, embedding_init=init)
-        if c.n_layer:
-            block = nn.remat(Block, static_argnums=(4,), prevent_cse=not c.scan_layers) if c.remat else Block
-            self.blocks = nn.scan(block, variable_axes={"params": 0}, split_rngs={"params": True, "dropout": True},
-                                  in_axes=(0, nn.broadcast, nn.broadcast), length=c.n_layer,
-                                  unroll=1 if c.scan_layers else c.n_layer)(c)
+        if c.n_layer:  # stacked on a leading n_layer axis by levers.scan_blocks' nn.scan
+            self.blocks = (nn.remat(Block, static_argnums=(4,), prevent_cse=not c.scan_layers) if c.remat else Block)(c)
+        if c.unet_skips:  # levers.py
+            self.skip_weights = self.param("skip_weights", nn.initializers.ones, (c.n_layer // 2,))
+        if c.value_embeds:
+            self.value_embeds = self.param("value_embeds", init, (c.value_embeds, c.padded_vocab_size, c.n_embd))
         self.ln_f = _layer_norm(c, "ln_f")
         if not c.tie_embeddings:
             self.lm_head = _dense(c, (c.padded_vocab_size,), name="lm_head")
@@ -214,11 +211,16 @@ class GPTLanguageModel(nn.Module):
             x = x + jax.lax.dynamic_slice_in_dim(sinusoidal_positions(c.block_size, c.n_embd), pos, T)
         return x
 
+    def value_embeddings(self, idx: jax.Array) -> jax.Array | None:
+        """Each value-embedding table's rows of idx (B, T): (value_embeds, B, T, C), or None without them."""
+        return jnp.take(self.value_embeds, idx, axis=1) if self.config.value_embeds else None
+
     def _forward(self, idx: jax.Array, cache: Cache, pos, deterministic: bool):
         c = self.config
         x = self.embed(idx, pos)  # (B, T, C)
         if c.n_layer:
-            x, cache = self.blocks(x, cache, pos, deterministic)
+            x, cache = scan_blocks(self.blocks, x, cache, pos, deterministic,
+                                   self.skip_weights if c.unet_skips else None, self.value_embeddings(idx))
         return self.head(x), cache
 
     def head(self, x: jax.Array) -> jax.Array:

@@ -16,6 +16,7 @@ import numpy as np
 
 from .attention import attention_weights
 from .config import GPTConfig
+from .levers import block_inputs
 from .model import Block, GPTLanguageModel, prepare_qk
 
 
@@ -80,12 +81,15 @@ def attention_maps(params, config: GPTConfig, idx) -> np.ndarray:
     if config.model != "gpt" or config.n_layer == 0:
         raise ValueError(f"model {config.model!r} with n_layer {config.n_layer} has no attention to draw")
     idx = jnp.asarray(idx, jnp.int32).reshape(1, -1)[:, -config.block_size:]
-    x = GPTLanguageModel(config).apply({"params": params}, idx, method="embed")  # (1, T, C)
-    maps = []
+    model = GPTLanguageModel(config)
+    x = model.apply({"params": params}, idx, method="embed")  # (1, T, C)
+    ves, maps, outputs = model.apply({"params": params}, idx, method="value_embeddings"), [], []
     for layer in range(config.n_layer):
         p = jax.tree.map(lambda a: a[layer], params["blocks"])
-        (x, _), state = Block(config).apply({"params": p}, x, None, 0, True, capture_intermediates=True,
+        x, ve = block_inputs(config, layer, x, outputs, params.get("skip_weights"), ves)  # levers.py
+        (x, _), state = Block(config).apply({"params": p}, x, None, 0, True, ve, capture_intermediates=True,
                                             mutable=["intermediates"])
+        outputs.append(x)
         qkv = state["intermediates"]["sa"]["qkv"]["__call__"][0]  # (1, T, 3, H, hs)
         maps.append(attention_weights(*prepare_qk(config, qkv[:, :, 0], qkv[:, :, 1]))[0])  # (H, T, T)
     return np.asarray(jnp.stack(maps))

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "jaxgpt"
 # the extras beside it); 3 checkpoints; 4 the side effects of a run; 5 command lines and the package's front.
 LAYERS = {
     "errors": 0, "checks": 0, "config": 0, "presets": 0, "data": 0,
-    "model": 1, "params": 1, "layers": 1,
+    "model": 1, "params": 1, "layers": 1, "levers": 1,
     "training": 2, "sampling": 2, "sharding": 2, "flops": 2, "ngram": 2, "lora": 2, "attention": 2, "viz": 2,
     "speculative": 2, "optim": 2, "decoding": 2,
     "checkpoint": 3, "aot": 3, "drafts": 3, "interop": 3, "runimport": 3,
