@@ -86,9 +86,9 @@ def test_parameter_counts_and_init():
     assert count(replace(TINY, unet_skips=True)) == 26507 + 1  # n_layer // 2 = 1 scalar
     assert count(replace(TINY, value_embeds=1)) == 26507 + 11 * 32  # one (vocab, n_embd) table
     baby = replace(get_preset("baby").model, vocab_size=65)
-    assert count(baby) == 795904  # tests/test_recipe.py's pin: the switches leave the default untouched
-    assert count(replace(baby, unet_skips=True)) == 795904 + 2
-    assert count(replace(baby, value_embeds=2)) == 795904 + 2 * 65 * 128
+    assert count(baby) == 804224  # tests/test_recipe.py's pin: the switches leave the default untouched
+    assert count(replace(baby, unet_skips=True)) == 804224 + 2
+    assert count(replace(baby, value_embeds=2)) == 804224 + 2 * 65 * 128
     params = params_for(BOTH)
     np.testing.assert_array_equal(params["skip_weights"], np.ones(1))  # modded-nanogpt's init
     assert params["value_embeds"].shape == (1, 11, 32) and 0.01 < float(params["value_embeds"].std()) < 0.03

@@ -177,6 +177,7 @@ def test_defaults_are_todays_behaviour():
             assert (preset.model.norm, preset.model.qk_norm, preset.model.zero_init_proj, preset.model.logit_softcap,
                     preset.train.optimizer, preset.train.schedule) == ("layer", False, False, 0.0, "adamw", "cosine")
     baby = jax.eval_shape(init_params, replace(PRESETS["baby"].model, vocab_size=65), jax.random.PRNGKey(0))
-    assert count_params(baby) == 804096 - 64 * 128  # nanogpt-cpu without its position table (RoPE)
+    assert count_params(baby) == 804096 - 64 * 128 + 65 * 128  # nanogpt-cpu without its position table (RoPE), with
+    # its own lm_head (bias-free, untied)
     ln_f = jax.eval_shape(init_params, replace(TINY, norm="rms"), jax.random.PRNGKey(0))["ln_f"]
     assert set(ln_f) == {"scale"}  # RMSNorm: a gain, no bias
