@@ -1,4 +1,5 @@
-"""Train a character-level GPT: `python train.py --preset baby`. The logic lives in jaxgpt/loop.py."""
+"""Train a GPT: `python train.py` (preset shakespeare-bpe, subword tokens) or `python train.py --preset baby`
+(characters). The logic lives in jaxgpt/loop.py."""
 import sys
 
 from jaxgpt.cli import train_main

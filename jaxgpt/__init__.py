@@ -1,4 +1,4 @@
-"""jaxgpt: character-level language models from a bigram table to a GPT, the functional JAX/Flax way.
+"""jaxgpt: language models on characters or subword tokens, from a bigram table to a GPT, the functional JAX/Flax way.
 
 The public API is `__all__`, by theme (each name's `help()` has its signature, shapes and an example):
 

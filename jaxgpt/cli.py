@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import budget, loggers
 from . import config as cfg
-from .presets import PRESETS, get_preset
+from .presets import DEFAULT_PRESET, PRESETS, get_preset
 from .data import from_meta, load_tokenizer
 from .errors import UsageError
 from .cmdline import Parser as _Parser, enable_compile_cache, exit_status, pause_hook, prog, quiet
@@ -22,13 +22,13 @@ from .sample_cli import check_sample_args, sample_main, sample_parser  # noqa: F
 
 def train_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=prog("train.py", "train"),
-                description="Train a character-level GPT on a text (default: Tiny Shakespeare).")
-    p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default baby)")
+                description="Train a GPT on a text (default: Tiny Shakespeare).")
+    p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default {DEFAULT_PRESET}; baby: characters)")
     p.add_argument("--data", help="a text file, an http(s) URL, hf:NAME[:CONFIG], tinyshakespeare (default), or a "
                                   "folder of token files (train.bin, val.bin, meta.json or meta.pkl; docs/data.md)")
     p.add_argument("--out-dir", type=Path, help="where the run's files go (default out/<preset>)")
     p.add_argument("--tokenizer", metavar="PATH", help="a Hugging Face tokenizer.json (GPT-2's, say) for the run's "
-                   "tokens (default: characters; --set tokenizer=bpe trains a BPE on the train split)")
+                   "tokens (default: the preset's; --set tokenizer=bpe trains a BPE on the train split)")
     p.add_argument("--max-iters", type=int, help="stop after this many steps (the lr schedule is unchanged)")
     p.add_argument("--seed", type=int, help="root of every random key (default 1337)")
     p.add_argument("--time-budget", metavar="DURATION", help="finish within DURATION (300s, 5m): fits max_iters")
@@ -84,7 +84,7 @@ def build_run(args: argparse.Namespace):
     from .rundir import Run, read_run_files
 
     if not (args.resume or args.init_from):
-        name = args.preset or "baby"
+        name = args.preset or DEFAULT_PRESET
         preset = get_preset(name)
         model, train = cfg.apply_overrides(preset.model, preset.train, args.overrides)
         return Run(model=model, train=train, out_dir=args.out_dir or Path("out") / name,

@@ -86,7 +86,7 @@ def main():
                           "n_shards": len(kernel.addressable_shards),
                           "mu_spec": [str(a) for a in mu.sharding.spec]}
     out["checkpoints"] = checkpoints(state, sharding.make_mesh("fsdp"), sys.argv[3], sys.argv[4])
-    out["bad_batch_status"] = train_main(["--data", sys.argv[5], "--out-dir", sys.argv[4] + "-cli",
+    out["bad_batch_status"] = train_main(["--preset", "baby", "--data", sys.argv[5], "--out-dir", sys.argv[4] + "-cli",
                                           "--max-iters", "1", "--set", "batch_size=12"])
     with open(sys.argv[2], "w") as f:
         json.dump(out, f)

@@ -22,8 +22,9 @@ def text_file(folder: Path) -> Path:
 
 
 def argv(data: Path, out: Path, *extra: str, **sets) -> list[str]:
+    """A new run of the character model (`baby`, named: the default preset is the BPE one) at the tiny shape."""
     pairs = {**SETS, **sets}
-    return ["--data", str(data), "--out-dir", str(out), "--max-iters", str(STEPS), "--set",
+    return ["--preset", "baby", "--data", str(data), "--out-dir", str(out), "--max-iters", str(STEPS), "--set",
             *[f"{k}={v}" for k, v in pairs.items()], *extra]
 
 

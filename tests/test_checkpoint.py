@@ -31,7 +31,7 @@ TINY_SETS = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, dr
 
 def tiny_args(data, out, *extra, **sets):
     pairs = {**TINY_SETS, **sets}
-    return ["--data", str(data), "--out-dir", str(out), "--max-iters", str(STEPS),
+    return ["--preset", "baby", "--data", str(data), "--out-dir", str(out), "--max-iters", str(STEPS),
             *[a for k, v in pairs.items() for a in ("--set", f"{k}={v}")], *extra]
 
 

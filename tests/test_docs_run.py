@@ -26,6 +26,7 @@ import pytest
 
 from conftest import HEAD_TEXT, REPO
 from jaxgpt.cli import check_sample_args, parse_train_args, prepare_main, sample_parser, train_main
+from jaxgpt.presets import DEFAULT_PRESET
 from jaxgpt.sample_cli import sample_main
 from test_api_docs import PDOC_ARGV
 
@@ -127,7 +128,7 @@ def run_command(argv, tmp, capsys, monkeypatch) -> str:
             parse_train_args(args)
             return "parsed: needs the second host"
         parsed = parse_train_args(args)
-        out_dir = parsed.out_dir or Path("out") / (parsed.preset or "baby")
+        out_dir = parsed.out_dir or Path("out") / (parsed.preset or DEFAULT_PRESET)
         if not parsed.resume:
             shutil.rmtree(out_dir, ignore_errors=True)  # the page's later commands read what this one makes
         try:

@@ -35,8 +35,8 @@ class ScriptedClock:
 
 
 def args_for(text, out, *extra):
-    return ["--data", str(text), "--out-dir", str(out), *[a for k, v in SETS.items() for a in ("--set", f"{k}={v}")],
-            *extra]
+    return ["--preset", "baby", "--data", str(text), "--out-dir", str(out),
+            *[a for k, v in SETS.items() for a in ("--set", f"{k}={v}")], *extra]
 
 
 @pytest.fixture(scope="module")

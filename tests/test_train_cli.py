@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from jaxgpt.cli import train_main
+from jaxgpt.cli import build_run, parse_train_args, train_main
+from jaxgpt.presets import DEFAULT_PRESET
 
 TINY_ARGS = ["--set", "n_layer=1", "--set", "n_head=2", "--set", "n_embd=32", "--set", "block_size=16",
              "--set", "batch_size=8", "--set", "eval_interval=5", "--set", "eval_iters=2", "--set", "steps_per_call=5",
@@ -40,8 +41,25 @@ def test_bad_input_is_one_line_and_exit_2(argv, needles, capsys, tmp_path):
 def test_text_shorter_than_a_block_is_an_error(tmp_path, capsys):
     short = tmp_path / "short.txt"
     short.write_text("abcdefghij" * 5, encoding="utf-8")
-    assert train_main(["--data", str(short), "--out-dir", str(tmp_path / "run")] + TINY_ARGS) == 2
+    assert train_main(["--preset", "baby", "--data", str(short), "--out-dir", str(tmp_path / "run")] + TINY_ARGS) == 2
     _one_line_error(capsys, "val split has 5 tokens", "block_size + 1 = 17")
+
+
+def test_without_preset_train_py_trains_the_1024_token_bpe_into_out_shakespeare_bpe(small_text, tmp_path,
+                                                                                      monkeypatch):
+    """The default preset (issue 22: better per character than the character `baby` in the same time)."""
+    monkeypatch.chdir(tmp_path)
+    assert build_run(parse_train_args([])).preset == DEFAULT_PRESET == "shakespeare-bpe"
+    sets = ["n_layer=1", "n_head=2", "n_embd=32", "block_size=16", "batch_size=8", "eval_interval=2", "eval_iters=1",
+            "steps_per_call=2", "sample_chars=0", "warmup_iters=0"]
+    assert train_main(["--data", str(small_text), "--max-iters", "2", "--set", *sets]) == 0
+    out = tmp_path / "out" / "shakespeare-bpe"
+    config = json.loads((out / "config.json").read_text())
+    assert config["preset"] == "shakespeare-bpe" and config["model"]["n_embd"] == 32
+    assert (config["train"]["tokenizer"], config["train"]["bpe_vocab_size"]) == ("bpe", 1024)
+    assert config["train"]["optimizer"] == "muon" and config["model"]["pos_embedding"] == "rope"  # baby's recipe
+    assert 256 < config["model"]["vocab_size"] <= 1024
+    assert json.loads((out / "tokenizer.json").read_text())["model"]["type"] == "BPE"  # Hugging Face's format
 
 
 def test_end_to_end_run_writes_its_files_and_refuses_to_overwrite(small_text, tmp_path, capsys):
