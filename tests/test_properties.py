@@ -52,6 +52,9 @@ def configs(draw):
                   bpe_vocab_size=draw(st.integers(256, 2 ** 32)))
     if not values["proj"]:  # the lecture's Linear-ReLU feed-forward keeps n_embd wide
         values["ffwd_mult"] = 1
+    gpt = values["model"] == "gpt"  # the levers act on Blocks: U-net skips need two, value tables two per table
+    values.update(unet_skips=values["unet_skips"] and gpt and values["n_layer"] >= 2,
+                  value_embeds=draw(st.integers(0, values["n_layer"] // 2)) if gpt else 0)
     names = {f.name for f in dataclasses.fields(cfg.GPTConfig)}
     return (cfg.GPTConfig(**{k: v for k, v in values.items() if k in names}),
             cfg.TrainConfig(**{k: v for k, v in values.items() if k not in names}))
