@@ -13,8 +13,8 @@ as a user would (a fresh process, a cold compile cache) and print the CPU model,
     python bench/time_to_quality.py --seeds 1337 1 2 --arm base=baby --arm lr=baby:muon_lr=0.0125  # A/B, interleaved
 
 With `--arm NAME=PRESET[:KEY=VALUE...]` (repeatable) every seed runs every arm in turn (seed outer, arm inner, so a
-drift in the machine's speed falls on all arms alike), and a table gives each arm's mean and its paired difference
-from the first arm in nats per token and in bits per character.
+drift in the machine's speed falls on all arms alike), and a table gives each arm's means (val loss in nats per token,
+bits per character) and its paired difference from the first arm in bits per character, the unit across tokenizers.
 """
 from __future__ import annotations
 
