@@ -142,12 +142,15 @@ def _bad(folder: Path, case: str) -> Path:
         np.fromfile(d / "val.bin", np.uint16)[:5].tofile(d / "val.bin")
     elif case == "nometa":
         (d / "meta.pkl").unlink()
+    elif case == "noval":  # nanoGPT's meta.pkl beside train.bin only
+        (d / "val.bin").unlink()
     return d
 
 
 @pytest.mark.parametrize("case, message", [
     ("odd", "not a multiple of 2 for uint16"), ("id", "not below the vocabulary of"),
-    ("dtype", "does not match the file"), ("short", "fewer than one window"), ("nometa", "no meta.json or meta.pkl")])
+    ("dtype", "does not match the file"), ("short", "fewer than one window"), ("nometa", "no meta.json or meta.pkl"),
+    ("noval", "has no val.bin")])
 def test_bad_token_folders_are_one_line_exit_2_nothing_written(folder, case, message, tmp_path, capsys):
     d = _bad(folder, case)
     before = {p: p.read_bytes() for p in d.iterdir()}

@@ -82,7 +82,7 @@ def _meta_pkl(path: Path) -> dict:
         chars = [itos[i] for i in range(int(meta["vocab_size"]))]
     except Exception as e:  # a damaged pickle raises many types; all mean "not nanoGPT's meta.pkl"
         raise DataError(f"{path / 'meta.pkl'} is not nanoGPT's char meta.pkl ({type(e).__name__}: {e})") from None
-    sizes = ",".join(str((path / f"{s}.bin").stat().st_size) for s in ("train", "val"))
+    sizes = ",".join(str(2 * _count(path, s, "uint16", {})) for s in ("train", "val"))  # bytes; a missing file: one line
     sha = hashlib.sha256(raw + sizes.encode()).hexdigest()  # no tokens_sha256 to read, and files are never hashed
     return {"dtype": "uint16", "vocab_size": len(chars), "tokenizer": CharTokenizer(chars), "sha": sha, "splits": {},
             "val_chars": 0}  # characters: as many as val.bin's ids
