@@ -122,11 +122,14 @@ class Shards:
 
     def full(self, params) -> tuple[float, int]:
         """The validation split streamed from val.bin in windows, at most full_eval_tokens targets (0: all)."""
-        total, weight = 0.0, 0.0
+        pieces, weight = [], 0.0
         for x, y, w in stream_windows(self.folder.split("val"), self.run.model.block_size, BATCH_WINDOWS,
                                       self.run.train.full_eval_tokens):
-            total += full_sum(params, x[None], y[None], w[None], self.run.model)
-            weight += float(w.sum())
+            pieces.append(full_sum(params, x[None], y[None], w[None], self.run.model))  # no host sync per piece
+            weight += float(w.sum())  # w is the host's numpy array
+        total = 0.0
+        for piece in jax.device_get(pieces):  # one transfer; summed in order in float64 as before
+            total += float(piece)
         return total / weight, int(weight)
 
     def state(self) -> dict:

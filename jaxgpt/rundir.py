@@ -103,8 +103,8 @@ def _prepare_tokens(run: Run) -> tuple[Run, CharTokenizer | HFTokenizer, np.ndar
     folder = open_token_folder(run.data, run.model.block_size)
     tokenizer = folder.tokenizer
     if run.tokenizer is not None and run.tokenizer.sha256 != tokenizer.sha256:
-        raise RunError(f"data {run.data!r} has a different tokenizer from the checkpoint's; resume it with the "
-                       f"data it was trained on")
+        raise RunError(f"data {run.data!r} has a different tokenizer from the checkpoint's in "
+                       f"{run.init_from or run.out_dir}; use the data it was trained on")
     run = replace(run, model=replace(run.model, vocab_size=folder.vocab_size), tokens=folder,
                   train=replace(run.train, tokenizer=tokenizer.kind), val_chars=folder.val_chars)
     return run, tokenizer, folder.split("train"), folder.split("val")

@@ -208,9 +208,10 @@ def evaluate_full(params: Params, tokens: np.ndarray, mc: GPTConfig, *, batch_wi
     return float(_full_sum(params, x, y, w, mc)) / float(w.sum())
 
 
-def full_sum(params, x, y, w, mc: GPTConfig) -> float:
-    """Summed weighted loss of windows x, y, w (n_batches, batch_windows, T): one piece of a streamed full pass."""
-    return float(_full_sum(params, x, y, w, mc))
+def full_sum(params, x, y, w, mc: GPTConfig) -> jax.Array:
+    """Summed weighted loss () of windows x, y, w (n_batches, batch_windows, T): one piece of a streamed full pass,
+    left on the device so the host prepares the next piece meanwhile."""
+    return _full_sum(params, x, y, w, mc)
 
 
 def full_pass_windows(tokens: np.ndarray, block_size: int, batch_windows: int = 32):
