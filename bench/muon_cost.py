@@ -25,15 +25,15 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from optax.contrib import MuonDimensionNumbers, scale_by_muon  # noqa: E402
-from optax.contrib._muon import _compute_muon_reshape  # noqa: E402  (optax's reshape of a leaf into matrices)
+from optax.contrib._muon import _compute_muon_reshape, scale_by_shape  # noqa: E402  (optax's leaf -> matrices)
 
 from cpu_class import cpu_class  # noqa: E402
 from step_cost import build  # noqa: E402
 
-NS_STEPS = 5  # as jaxgpt.optim
+from jaxgpt import optim  # noqa: E402
 
 
-def newton_schulz(x, coeffs, steps: int = NS_STEPS):
+def newton_schulz(x, coeffs, steps: int = optim.NS_STEPS):
     """`steps` quintic Newton-Schulz iterations on a batch of (m, n) matrices, m <= n, already Frobenius-normalised:
     X <- a X + (b A + c A A) X with A = X X^T (optax's _base_newton_schulz_iteration, batched)."""
     coeffs = coeffs.astype(x.dtype)
@@ -44,7 +44,7 @@ def newton_schulz(x, coeffs, steps: int = NS_STEPS):
     return x
 
 
-def orthogonalize_by_shape(updates, dims, coeffs, steps: int = NS_STEPS):
+def orthogonalize_by_shape(updates, dims, coeffs, steps: int = optim.NS_STEPS):
     """Newton-Schulz on every matrix of `updates` (leaves split into matrices by `dims`, a tree of
     MuonDimensionNumbers), one batched iteration per (m, n) shape with the short side first."""
     leaves, treedef = jax.tree.flatten(updates)
@@ -70,23 +70,18 @@ def orthogonalize_by_shape(updates, dims, coeffs, steps: int = NS_STEPS):
 def scale_by_muon_by_shape(momentum: float, dimension_numbers) -> optax.GradientTransformation:
     """optax's scale_by_muon (Nesterov, its state unchanged, so old checkpoints restore) with its Newton-Schulz
     batched by shape: optax runs with ns_steps=0 (momentum and Frobenius normalisation per matrix), then
-    `orthogonalize_by_shape` runs the NS_STEPS iterations."""
+    `orthogonalize_by_shape` runs jaxgpt.optim.NS_STEPS iterations (read when the step is traced)."""
     inner = scale_by_muon(beta=momentum, nesterov=True, ns_steps=0, weight_dimension_numbers=dimension_numbers)
 
     def update(updates, state, params=None):
         normalised, state = inner.update(updates, state, params)
-        return orthogonalize_by_shape(normalised, dimension_numbers(normalised), state.ns_coeffs, NS_STEPS), state
+        return orthogonalize_by_shape(normalised, dimension_numbers(normalised), state.ns_coeffs, optim.NS_STEPS), state
 
     return optax.GradientTransformation(inner.init, update)
 
 
 def batched_muon(learning_rate, momentum: float):
     """jaxgpt's Muon (optim.muon) with its Newton-Schulz batched by shape: the variant timed against it."""
-    import optax
-    from optax.contrib._muon import scale_by_shape
-
-    from jaxgpt import optim
-
     dims = optim._masked_dimension_numbers
     return optax.chain(scale_by_muon_by_shape(momentum, dims), scale_by_shape(weight_dimension_numbers=dims),
                        optax.scale_by_learning_rate(learning_rate))

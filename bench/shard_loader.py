@@ -130,8 +130,8 @@ def memory_child(folder: str, steps: int) -> None:
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
     out = Path(str(folder).rstrip("/") + "-run")
-    status = train_main(["--data", folder, "--out-dir", str(out), "--max-iters", str(steps), "--set",
-                         f"eval_interval={steps}", f"ckpt_interval={steps}", "eval_iters=5", "sample_chars=0",
+    status = train_main(["--preset", "baby", "--data", folder, "--out-dir", str(out), "--max-iters", str(steps),
+                         "--set", f"eval_interval={steps}", f"ckpt_interval={steps}", "eval_iters=5", "sample_chars=0",
                          "full_eval_tokens=4096"])
     done.set()
     thread.join()
@@ -161,7 +161,8 @@ def losses(args, tmp: Path) -> None:
     rows = {}
     for name, data in (("memory", "tinyshakespeare"), ("shards", str(folder))):
         out = tmp / f"run-{name}"
-        assert train_main(["--data", data, "--out-dir", str(out), "--max-iters", str(args.steps), "--set",
+        assert train_main(["--preset", "baby", "--data", data, "--out-dir", str(out), "--max-iters", str(args.steps),
+                           "--set",
                            f"eval_interval={args.steps // 3}", f"ckpt_interval={args.steps}", "eval_iters=50",
                            "sample_chars=0", f"lr_decay_iters={args.steps}", "warmup_iters=30",
                            f"seed={args.seed}"]) == 0

@@ -64,8 +64,8 @@ def main(argv: list[str] | None = None) -> None:
             w0, c0 = time.perf_counter(), time.process_time()
             states[name], metrics = fn(states[name], base.data)
             loss[name].append(float(metrics["loss"][-1]))
-            wall[name].append((time.perf_counter() - w0) * 100)
-            cpu[name].append((time.process_time() - c0) * 100)
+            wall[name].append((time.perf_counter() - w0) * 1e3 / tc.steps_per_call)
+            cpu[name].append((time.process_time() - c0) * 1e3 / tc.steps_per_call)
     w_def = statistics.median(wall[a.only[0]])
     print(f"{' '.join(a.set)}, {a.repeats} interleaved repeats of {tc.steps_per_call} steps; ms/step median [min-max]")
     for name in steps:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from .config import GPTConfig, NGramConfig, TrainConfig
+from .config import GPTConfig, NGramConfig, TrainConfig, changed_fields
 from .errors import ConfigError
 
 
@@ -132,7 +132,6 @@ def get_preset(name: str) -> Preset:
 def differences(name: str, model, train: TrainConfig) -> list[str]:
     """`key=value` for each field where (model, train) differ from preset `name` (from the defaults when `name` is
     no preset, e.g. an imported run): what a run prints instead of its whole config."""
-    from .config import changed_fields
 
     base = PRESETS.get(name) or Preset("", GPTConfig())
     return [f"{k}={getattr(new, k)!r}" for new, old in ((model, base.model), (train, base.train))
