@@ -33,7 +33,7 @@ from step_cost import build  # noqa: E402
 from jaxgpt import optim  # noqa: E402
 
 
-def newton_schulz(x, coeffs, steps: int = optim.NS_STEPS):
+def newton_schulz(x, coeffs, steps: int = 5):
     """`steps` quintic Newton-Schulz iterations on a batch of (m, n) matrices, m <= n, already Frobenius-normalised:
     X <- a X + (b A + c A A) X with A = X X^T (optax's _base_newton_schulz_iteration, batched)."""
     coeffs = coeffs.astype(x.dtype)
@@ -44,7 +44,7 @@ def newton_schulz(x, coeffs, steps: int = optim.NS_STEPS):
     return x
 
 
-def orthogonalize_by_shape(updates, dims, coeffs, steps: int = optim.NS_STEPS):
+def orthogonalize_by_shape(updates, dims, coeffs, steps: int = 5):
     """Newton-Schulz on every matrix of `updates` (leaves split into matrices by `dims`, a tree of
     MuonDimensionNumbers), one batched iteration per (m, n) shape with the short side first."""
     leaves, treedef = jax.tree.flatten(updates)
@@ -70,18 +70,20 @@ def orthogonalize_by_shape(updates, dims, coeffs, steps: int = optim.NS_STEPS):
 def scale_by_muon_by_shape(momentum: float, dimension_numbers) -> optax.GradientTransformation:
     """optax's scale_by_muon (Nesterov, its state unchanged, so old checkpoints restore) with its Newton-Schulz
     batched by shape: optax runs with ns_steps=0 (momentum and Frobenius normalisation per matrix), then
-    `orthogonalize_by_shape` runs jaxgpt.optim.NS_STEPS iterations (read when the step is traced)."""
+    `orthogonalize_by_shape` runs baby's 5 quintic iterations."""
     inner = scale_by_muon(beta=momentum, nesterov=True, ns_steps=0, weight_dimension_numbers=dimension_numbers)
 
     def update(updates, state, params=None):
         normalised, state = inner.update(updates, state, params)
-        return orthogonalize_by_shape(normalised, dimension_numbers(normalised), state.ns_coeffs, optim.NS_STEPS), state
+        return orthogonalize_by_shape(normalised, dimension_numbers(normalised), state.ns_coeffs), state
 
     return optax.GradientTransformation(inner.init, update)
 
 
-def batched_muon(learning_rate, momentum: float):
+def batched_muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic"):
     """jaxgpt's Muon (optim.muon) with its Newton-Schulz batched by shape: the variant timed against it."""
+    if (ns_steps, ns_coeffs) != (5, "quintic"):
+        raise SystemExit(f"the batched variant runs the 5 quintic steps only, not {ns_steps} {ns_coeffs}")
     dims = optim._masked_dimension_numbers
     return optax.chain(scale_by_muon_by_shape(momentum, dims), scale_by_shape(weight_dimension_numbers=dims),
                        optax.scale_by_learning_rate(learning_rate))

@@ -11,6 +11,7 @@ as a user would (a fresh process, a cold compile cache) and print the CPU model,
     python bench/time_to_quality.py --budget 90s --preset baby   # a fixed budget: no PyTorch timing
     python bench/time_to_quality.py --iters 500 --set optimizer=muon  # fixed steps (lr_decay_iters too): per token
     python bench/time_to_quality.py --seeds 1337 1 2 --arm base=baby --arm lr=baby:muon_lr=0.0125  # A/B, interleaved
+    python bench/time_to_quality.py --iters 1200 --arm base=baby --arm b32=baby:batch_size=32:iters=678  # equal time
 
 With `--arm NAME=PRESET[:KEY=VALUE...]` (repeatable) every seed runs every arm in turn (seed outer, arm inner, so a
 drift in the machine's speed falls on all arms alike), and a table gives each arm's means (val loss in nats per token,
@@ -67,7 +68,7 @@ def run_budgeted(preset: str, budget_s: float | None, seed: int, sets: list[str]
 
 
 def parse_arm(text: str) -> tuple[str, str, list[str]]:
-    """"NAME=PRESET[:KEY=VALUE...]" -> (name, preset, sets)."""
+    """"NAME=PRESET[:KEY=VALUE...]" -> (name, preset, sets); `iters=N` among the sets is that arm's own --iters."""
     name, eq, rest = text.partition("=")
     preset, *sets = rest.split(":")
     if not eq or not name or not preset:
@@ -81,7 +82,10 @@ def run_arms(arms: list[tuple[str, str, list[str]]], budget_s: float | None, see
     rows = []
     for seed in seeds:
         for name, preset, sets in arms:
-            rows.append({"arm": name, **run_budgeted(preset, budget_s, seed, sets, iters)})
+            own = [int(s.partition("=")[2]) for s in sets if s.startswith("iters=")]  # equal-time screening of shapes
+            sets = [s for s in sets if not s.startswith("iters=")]
+            rows.append({"arm": name, **run_budgeted(preset, budget_s if not own else None, seed, sets,
+                                                     own[-1] if own else iters)})
             print(json.dumps(rows[-1]), flush=True)
     return rows
 

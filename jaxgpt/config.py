@@ -20,6 +20,7 @@ ACTIVATIONS = ("relu", "gelu", "gelu_exact", "relu2")
 NORMS = ("layer", "rms")
 OPTIMIZERS = ("adamw", "muon")
 SCHEDULES = ("cosine", "wsd")
+NS_COEFFS = ("quintic", "polar_express")
 MODELS = ("gpt", "bigram")
 DTYPES = ("float32", "bfloat16")
 SHARDINGS = ("data", "fsdp")
@@ -157,6 +158,9 @@ class TrainConfig(_Checked):
                                      # learning_rate on embeddings, head, gains and biases (optim.py)
     muon_lr: float = 0.05            # Muon's peak learning rate, same schedule shape (modded-nanogpt: 0.05)
     muon_momentum: float = 0.95      # Muon's Nesterov momentum (modded-nanogpt: 0.95)
+    muon_ns_steps: int = 5           # Newton-Schulz steps per Muon update (modded-nanogpt, optax: 5)
+    muon_ns_coeffs: str = "quintic"  # quintic: (3.4445, -4.775, 2.0315) every step (Jordan 2024) | polar_express: the
+                                     # first muon_ns_steps of Amsel et al. 2025's five per-step sets (modded-nanogpt)
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (a scan inside the step)
     eval_interval: int = 500         # steps between estimate_loss calls
     eval_iters: int = 200            # random batches per split in estimate_loss (lecture)
@@ -175,6 +179,10 @@ class TrainConfig(_Checked):
         _check_choice("sharding", self.sharding, SHARDINGS)
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
+        _check_choice("muon_ns_coeffs", self.muon_ns_coeffs, NS_COEFFS)
+        if not 1 <= self.muon_ns_steps <= (5 if self.muon_ns_coeffs == "polar_express" else 100):
+            raise ConfigError(f"muon_ns_steps {self.muon_ns_steps} must be in [1, 100] (polar_express: [1, 5], the "
+                              f"sets it has)")
         _check_choice("tokenizer", self.tokenizer, TOKENIZERS)
         if not 256 <= self.bpe_vocab_size <= 2 ** 32:
             raise ConfigError(f"bpe_vocab_size {self.bpe_vocab_size} must be in [256, 4294967296]: at least the byte "

@@ -12,7 +12,8 @@ default (every 2-D leaf is a matrix) would orthogonalise the embeddings and lm_h
 `qkv`) are batch axes, orthogonalised one matrix at a time as modded-nanogpt does with its separate
 q, k, v, o matrices. Embeddings, lm_head, gains, biases and LoRA adapters stay with AdamW. Batching all matrices of
 one shape into one Newton-Schulz call instead (bench/muon_cost.py) was measured no faster on a 2-core CPU
-(docs/speed.md, issue 24).
+(docs/speed.md, issue 24). `TrainConfig.muon_ns_steps` and `muon_ns_coeffs` choose the iteration: optax's quintic
+5 times (the default) or fewer steps of Polar Express's per-step polynomials (docs/speed.md).
 """
 from __future__ import annotations
 
@@ -59,19 +60,31 @@ def _masked_dimension_numbers(updates):
                                             updates, is_leaf=is_masked)
 
 
-NS_STEPS = 5  # modded-nanogpt's and optax's Newton-Schulz steps; read when the step is traced
-             # (bench/muon_ns_screen.py sets it: 3 and 4 steps cost loss per token, docs/speed.md)
+QUINTIC = (3.4445, -4.775, 2.0315)  # Jordan 2024: every step (optax's default)
+# Amsel et al. 2025 ("The Polar Express", arXiv 2505.16932), as modded-nanogpt runs it: one set per step, the input
+# divided by 1.02 x its Frobenius norm first. optax divides by the norm alone, so the 1.02 is folded into the first
+# set: p(x / s) = (a / s) x + (b / s^3) x^3 + (c / s^5) x^5.
+_SAFETY = 1.02
+POLAR_EXPRESS = tuple((a / _SAFETY, b / _SAFETY ** 3, c / _SAFETY ** 5) if i == 0 else (a, b, c) for i, (a, b, c) in
+                      enumerate(((8.156554524902461, -22.48329292557795, 15.878769915207462),
+                                 (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+                                 (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+                                 (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+                                 (2.3465413258596377, -1.7097828382687081, 0.42323551169305323))))
 
 
-def muon(learning_rate, momentum: float) -> optax.GradientTransformation:
-    """Muon on leaves whose dimension numbers are known (use inside multi_transform with `labels`)."""
+def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic") -> optax.GradientTransformation:
+    """Muon on leaves whose dimension numbers are known (use inside multi_transform with `labels`); `ns_coeffs`
+    "quintic" runs QUINTIC `ns_steps` times, "polar_express" the first `ns_steps` sets of POLAR_EXPRESS."""
+    coeffs = dict(ns_coeffs=QUINTIC, ns_steps=ns_steps) if ns_coeffs == "quintic" else \
+        dict(ns_coeffs=POLAR_EXPRESS[:ns_steps])
     return optax.chain(
-        scale_by_muon(beta=momentum, nesterov=True, ns_steps=NS_STEPS,
-                      weight_dimension_numbers=_masked_dimension_numbers),
+        scale_by_muon(beta=momentum, nesterov=True, weight_dimension_numbers=_masked_dimension_numbers, **coeffs),
         scale_by_shape(weight_dimension_numbers=_masked_dimension_numbers),  # sqrt(max(1, fan_out / fan_in))
         optax.scale_by_learning_rate(learning_rate))
 
 
-def muon_adamw(muon_lr, momentum: float, adamw: optax.GradientTransformation) -> optax.GradientTransformation:
+def muon_adamw(muon_lr, momentum: float, adamw: optax.GradientTransformation, ns_steps: int = 5,
+               ns_coeffs: str = "quintic") -> optax.GradientTransformation:
     """Muon at `muon_lr` on the Block matrices, `adamw` (with its own learning rate and masks) on the rest."""
-    return optax.multi_transform({"muon": muon(muon_lr, momentum), "adamw": adamw}, labels)
+    return optax.multi_transform({"muon": muon(muon_lr, momentum, ns_steps, ns_coeffs), "adamw": adamw}, labels)

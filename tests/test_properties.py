@@ -28,7 +28,7 @@ def test_text_round_trips_through_its_vocabulary_and_tokenizer_json(text):
 
 CHOICES = {"model": cfg.MODELS, "pos_embedding": cfg.POS_EMBEDDINGS, "activation": cfg.ACTIVATIONS,
            "dtype": cfg.DTYPES, "sharding": cfg.SHARDINGS, "norm": cfg.NORMS, "optimizer": cfg.OPTIMIZERS,
-           "schedule": cfg.SCHEDULES, "tokenizer": cfg.TOKENIZERS}
+           "schedule": cfg.SCHEDULES, "tokenizer": cfg.TOKENIZERS, "muon_ns_coeffs": cfg.NS_COEFFS}
 small_floats = st.floats(0.0, 0.9) | st.floats(1e-6, 1e4)  # finite; repr() round-trips every float
 
 
@@ -49,7 +49,7 @@ def configs(draw):
                   init_std=draw(st.floats(1e-4, 1.0)), lora_alpha=draw(st.floats(1e-3, 64.0)),
                   learning_rate=draw(st.floats(1e-8, 10.0)), cooldown_frac=draw(st.floats(1e-3, 1.0)),
                   muon_lr=draw(st.floats(1e-6, 1.0)), muon_momentum=draw(st.floats(0.0, 0.999)),
-                  bpe_vocab_size=draw(st.integers(256, 2 ** 32)))
+                  bpe_vocab_size=draw(st.integers(256, 2 ** 32)), muon_ns_steps=draw(st.integers(1, 5)))
     if not values["proj"]:  # the lecture's Linear-ReLU feed-forward keeps n_embd wide
         values["ffwd_mult"] = 1
     gpt = values["model"] == "gpt"  # the levers act on Blocks: U-net skips need two, value tables two per table

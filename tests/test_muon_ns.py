@@ -1,0 +1,96 @@
+"""Muon's Newton-Schulz switches (`TrainConfig.muon_ns_steps`, `muon_ns_coeffs`, issue 24): the default is optax's
+quintic, bit for bit; Polar Express equals a plain-jnp version of modded-nanogpt's; bad values are refused; a
+config.json from before the switches loads with the default."""
+import json
+from dataclasses import replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from optax.contrib import scale_by_muon
+
+from jaxgpt import optim
+from jaxgpt.config import TrainConfig, from_dict, to_dict
+from jaxgpt.errors import ConfigError
+from jaxgpt.model import init_params
+from jaxgpt.presets import get_preset
+
+PE = [(8.156554524902461, -22.48329292557795, 15.878769915207462),
+      (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+      (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+      (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+      (2.3465413258596377, -1.7097828382687081, 0.42323551169305323)]
+
+
+def polar_express(g, steps):
+    """modded-nanogpt's polar_express in float32 jnp: short side first, X / (1.02 |X|_F), then the per-step sets."""
+    x = g.T if g.shape[0] > g.shape[1] else g
+    x = x / (jnp.linalg.norm(x) * 1.02 + 1e-6)
+    for a, b, c in PE[:steps]:
+        A = x @ x.T
+        x = a * x + (b * A + c * A @ A) @ x
+    return x.T if g.shape[0] > g.shape[1] else x
+
+
+def baby_trees(seed):
+    mc = replace(get_preset("baby").model, vocab_size=65)
+    shapes = jax.eval_shape(init_params, mc, jax.random.PRNGKey(0))
+    rng = np.random.default_rng(seed)
+    return [jax.tree.map(lambda x: np.asarray(rng.normal(0.0, s, x.shape), x.dtype), shapes) for s in (0.1, 1.0)]
+
+
+def test_default_is_optax_quintic_bit_for_bit():
+    params, grads = baby_trees(0)
+    old = optax.chain(scale_by_muon(beta=0.95, nesterov=True, weight_dimension_numbers=optim._masked_dimension_numbers),
+                      optim.scale_by_shape(weight_dimension_numbers=optim._masked_dimension_numbers),
+                      optax.scale_by_learning_rate(0.05))
+    old = optax.multi_transform({"muon": old, "adamw": optax.adamw(1e-3)}, optim.labels)
+    new = optim.muon_adamw(0.05, 0.95, optax.adamw(1e-3), TrainConfig().muon_ns_steps, TrainConfig().muon_ns_coeffs)
+    u_old, _ = jax.jit(old.update)(grads, old.init(params), params)
+    u_new, _ = jax.jit(new.update)(grads, new.init(params), params)
+    for a, b in zip(jax.tree.leaves(u_new), jax.tree.leaves(u_old)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("steps", [3, 5])
+def test_polar_express_equals_plain_jnp_on_baby(steps):
+    params, grads = baby_trees(steps)
+    opt = optim.muon_adamw(1.0, 0.0, optax.adamw(1e-3), steps, "polar_express")  # momentum 0: the update is NS(g)
+    updates, _ = jax.jit(opt.update)(grads, opt.init(params), params)
+    fc, g = updates["blocks"]["ffwd"]["fc"]["kernel"], grads["blocks"]["ffwd"]["fc"]["kernel"]  # (L, C, 4C)
+    for i in range(fc.shape[0]):
+        want = polar_express(jnp.asarray(g[i]), steps) * 2.0  # sqrt(max(1, 4C / C))
+        np.testing.assert_allclose(-fc[i], want, atol=1e-5, rtol=0)
+    q, gq = updates["blocks"]["sa"]["qkv"]["kernel"], grads["blocks"]["sa"]["qkv"]["kernel"]  # (L, C, 3, H, hs)
+    L, C = q.shape[:2]
+    for i in range(L):
+        for j in range(3):
+            want = polar_express(jnp.asarray(gq[i, :, j]).reshape(C, -1), steps)
+            np.testing.assert_allclose(-np.asarray(q[i, :, j]).reshape(C, -1), want, atol=1e-5, rtol=0)
+    proj, gp = updates["blocks"]["ffwd"]["proj"]["kernel"], grads["blocks"]["ffwd"]["proj"]["kernel"]  # (L, 4C, C)
+    np.testing.assert_allclose(-proj[0], polar_express(jnp.asarray(gp[0]), steps), atol=1e-5, rtol=0)
+
+
+def test_five_polar_express_steps_orthogonalise_tighter_than_the_quintic():
+    rng = np.random.default_rng(0)
+    g = (rng.normal(size=(128, 512)) * np.logspace(-3, 0, 512)).astype(np.float32)  # condition ~1e3
+    s = np.linalg.svd(np.asarray(polar_express(jnp.asarray(g), 5)), compute_uv=False)
+    assert 0.8 < s.min() and s.max() < 1.2, s[[0, -1]]
+
+
+@pytest.mark.parametrize("sets, bad", [(dict(muon_ns_coeffs="cubic"), "muon_ns_coeffs"),
+                                       (dict(muon_ns_steps=0), "muon_ns_steps 0"),
+                                       (dict(muon_ns_steps=6, muon_ns_coeffs="polar_express"), "muon_ns_steps 6")])
+def test_bad_values_are_refused_by_name(sets, bad):
+    with pytest.raises(ConfigError, match=bad):
+        TrainConfig(**sets)
+
+
+def test_a_config_from_before_the_switches_loads_with_the_default():
+    preset = get_preset("baby")
+    d = json.loads(json.dumps(to_dict(preset.model, preset.train)))  # as config.json and checkpoints hold it
+    del d["train"]["muon_ns_steps"], d["train"]["muon_ns_coeffs"]
+    mc, tc = from_dict(d)
+    assert (tc.muon_ns_steps, tc.muon_ns_coeffs) == (5, "quintic") and (mc, tc) == (preset.model, preset.train)
