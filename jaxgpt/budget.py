@@ -8,7 +8,8 @@ with their compilation and the estimate errs long by that. Only the training cal
 lr_decay_iters are part of its program), which the plan counts once, and max_iters is a multiple of steps_per_call so
 no other call length compiles. From the time already spent (counted from the process start), the time per step and
 the fixed costs it fixes `max_iters` and `lr_decay_iters`; they go into config.json and every checkpoint like any
-other field, so `--resume` continues the same schedule and never re-times. The clock is a parameter so tests can inject one.
+other field, so `--resume` continues the same schedule and never re-times. The clock is a parameter so tests can
+inject one.
 """
 from __future__ import annotations
 
