@@ -1,15 +1,13 @@
 """`train.py --time-budget 5m`: choose max_iters so the whole command ends within a wall-clock budget.
 
 Before config.json and the step-0 checkpoint are written, `fit_to_budget` runs on a throw-away copy of the fresh
-state everything the run will do once compiled: a few training calls, two evaluations, the final full pass and the
-closing sample. The first of each pays its compilation, so the real run finds them compiled (same shapes). Each
-evaluation is counted at the second one's (compiled) time; the final pass and sample run once, so they are counted
-with their compilation and the estimate errs long by that. Only the training call compiles again (max_iters and
-lr_decay_iters are part of its program), which the plan counts once, and max_iters is a multiple of steps_per_call so
-no other call length compiles. From the time already spent (counted from the process start), the time per step and
-the fixed costs it fixes `max_iters` and `lr_decay_iters`; they go into config.json and every checkpoint like any
-other field, so `--resume` continues the same schedule and never re-times. The clock is a parameter so tests can
-inject one.
+state everything the run will do once compiled: a few training calls, an evaluation, the final full pass and the
+closing sample. The first of each pays its compilation, so the real run finds them compiled (same shapes) and the
+estimate errs long; only the training call compiles again (max_iters and lr_decay_iters are part of its program),
+which the plan counts once, and max_iters is a multiple of steps_per_call so no other call length compiles.
+From the time already spent (counted from the process start), the time per step and the fixed costs it fixes
+`max_iters` and `lr_decay_iters`; they go into config.json and every checkpoint like any other field, so
+`--resume` continues the same schedule and never re-times. The clock is a parameter so tests can inject one.
 """
 from __future__ import annotations
 
@@ -61,7 +59,7 @@ class Timing:
     elapsed: float      # from the command's start to the end of timing
     step: float         # one optimizer step, compiled
     compile: float      # compiling the training call (the real run compiles it once more, for its max_iters)
-    evaluation: float   # one compiled estimate_loss of both splits (the first call's compile is in elapsed)
+    evaluation: float   # one estimate_loss of both splits (its first call, compilation included)
     final: float        # the final full pass plus the closing sample (first calls, compilation included)
 
 
@@ -97,9 +95,7 @@ def measure(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, clo
         copy, metrics = train_steps_jit(copy, splits["train"], mc, tc, tc.steps_per_call)
         jax.block_until_ready(metrics)
     t1 = clock()
-    with sharding.mesh_context(mesh):  # twice: the first compiles, and every evaluation of the real run is compiled
-        jax.block_until_ready(estimate_loss(copy.params, splits, make_keys(tc.seed)["eval"], mc, tc))
-        t_eval = clock()
+    with sharding.mesh_context(mesh):
         jax.block_until_ready(estimate_loss(copy.params, splits, make_keys(tc.seed)["eval"], mc, tc))
     t2 = clock()
     evaluate_full(copy.params, val_np, mc)
@@ -109,7 +105,7 @@ def measure(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, clo
     t3 = clock()
     step = (t1 - t0) / (TIMED_CALLS * tc.steps_per_call)
     return Timing(elapsed=t3 - started, step=step, compile=max(t0 - t_compile - tc.steps_per_call * step, 0.0),
-                  evaluation=t2 - t_eval, final=t3 - t2)
+                  evaluation=t2 - t1, final=t3 - t2)
 
 
 def fit_to_budget(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, log=print,
