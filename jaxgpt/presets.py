@@ -83,16 +83,17 @@ PRESETS["babygpt"] = Preset(
     GPTConfig(block_size=64, n_layer=2, n_head=4, n_embd=32, ffwd_mult=2, dropout=0.0),
     TrainConfig(batch_size=32, learning_rate=3e-3, decay_lr=True, warmup_iters=100, lr_decay_iters=5000, min_lr=3e-4,
                 max_iters=5000, eval_interval=500, eval_iters=200, ckpt_interval=1000, steps_per_call=50))
-# The character model (the lecture's unit): nanoGPT's CPU model and batch with a modern recipe; each switch's number
-# is in docs/speed.md. shakespeare-bpe, the default, is this model on subword tokens.
+# The character model (the lecture's unit): nanoGPT's CPU model with a modern recipe; each switch's number is in
+# docs/speed.md. shakespeare-bpe, the default, is this model on subword tokens with the recipe it was measured with.
+_MODERN = dict(pos_embedding="rope", norm="rms", qk_norm=True, activation="relu2", zero_init_proj=True)
 PRESETS["baby"] = Preset(
     "The character model (the lecture's unit: a token per character, 65 in Tiny Shakespeare): nanogpt-cpu's shape, "
-    "batch, cosine schedule and 3600 steps with Muon (lr 0.0125) on the Block matrices, rotary positions, RMSNorm, "
-    "QK-norm, ReLU^2, zero-initialised projections and an untied head: val loss 1.5185 in 3600 steps (Intel Xeon; "
-    "nanogpt-cpu's recipe 1.6356 in the same tokens, docs/speed.md).",
-    replace(PRESETS["nanogpt-cpu"].model, pos_embedding="rope", norm="rms", qk_norm=True, activation="relu2",
-            zero_init_proj=True, tie_embeddings=False),
-    replace(PRESETS["nanogpt-cpu"].train, optimizer="muon", muon_lr=0.0125))
+    "batch, cosine schedule and 3600 steps with Muon (lr 0.0125, momentum 0.9, three Polar Express steps) on the "
+    "Block matrices, rotary positions, RMSNorm, QK-norm, ReLU^2, zero-initialised projections and an untied head: "
+    "val loss 1.5157 in 3600 steps (Intel Xeon; nanogpt-cpu's recipe 1.6356 in the same tokens, docs/speed.md).",
+    replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=False),
+    replace(PRESETS["nanogpt-cpu"].train, optimizer="muon", muon_lr=0.0125, muon_momentum=0.9,
+            muon_ns_coeffs="polar_express", muon_ns_steps=3))
 # nanoGPT's config/train_gpt2.py on its model.py defaults. Its step: 40 micro-steps of 12 sequences (5 on each of
 # 8 GPUs) = 480 x 1024 tokens. Here the global batch of 480 in 20 micro-batches of 24, 3 a chip on 8 chips: nanoGPT's
 # 12 a GPU rely on flash attention, and this model's (B, H, T, T) weights at 6 a chip fill a v5e's 16 GB
@@ -107,11 +108,12 @@ PRESETS["gpt2-124m"] = Preset(
                 eval_interval=1000, eval_iters=200, ckpt_interval=1000))
 # The default (DEFAULT_PRESET): fewer bits per character than baby in the same time (bench/RESULTS.md)
 PRESETS["shakespeare-bpe"] = Preset(
-    "The default: baby's shape and recipe on Tiny Shakespeare as subword tokens, a byte-level BPE of 1024 tokens "
-    "trained on the first 90% of the characters (nanoGPT's data/shakespeare split), with the tied head and Muon lr "
-    "0.05 (baby's untied head and 0.0125 cost +0.020 bits/char here); --tokenizer PATH/tokenizer.json for GPT-2's BPE.",
-    replace(PRESETS["baby"].model, tie_embeddings=True),
-    replace(PRESETS["baby"].train, tokenizer="bpe", bpe_vocab_size=1024, muon_lr=0.05))
+    "The default: baby's shape on Tiny Shakespeare as subword tokens, a byte-level BPE of 1024 tokens trained on the "
+    "first 90% of the characters (nanoGPT's data/shakespeare split), with the recipe it was measured with: batch 16, "
+    "3600 steps, Muon lr 0.05 (baby's 0.0125 and untied head cost +0.020 bits/char here), momentum 0.95, 5 quintic "
+    "Newton-Schulz steps, tied head; --tokenizer PATH/tokenizer.json for GPT-2's BPE.",
+    replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=True),
+    replace(PRESETS["nanogpt-cpu"].train, optimizer="muon", muon_lr=0.05, tokenizer="bpe", bpe_vocab_size=1024))
 PRESETS["ngram"] = Preset(
     "Count-based 7-gram with interpolated modified Kneser-Ney smoothing (--set smoothing=add_alpha alpha=0.05 for "
     "add-alpha); trains by counting, no gradient steps.",
