@@ -1,15 +1,17 @@
-"""Muon's cost per training step: jaxgpt's Muon (optax's Newton-Schulz, vmapped over each leaf) against the same
-Muon with Newton-Schulz batched by matrix shape (`baby`: 2 batched calls, 16 x 128x128 and 8 x 128x512, instead of
-4, one per leaf; tests/test_muon_batched.py checks it equals jaxgpt's within 1e-5), and both against AdamW, on the
-same preset, interleaved in one process. Issue 24 tried the batched form; it measured no faster on 2 CPU cores.
+"""Muon's cost per training step: jaxgpt's Muon (its own Newton-Schulz, unrolled, per leaf) against optax's
+Newton-Schulz (jaxgpt's before 2026-12-07: a lax.scan over a per-step table such as Polar Express's) and against
+Newton-Schulz batched by matrix shape (`baby`: 2 batched calls, 16 x 128x128 and 8 x 128x512, instead of 4, one per
+leaf; tests/test_muon_batched.py checks it equals jaxgpt's within 1e-5), all against AdamW, on the same preset,
+interleaved in one process (issue 24).
 
-    python bench/muon_cost.py                        # baby: jaxgpt (per leaf), batched, optimizer=adamw
+    python bench/muon_cost.py                        # baby: jaxgpt, optax's NS, batched, optimizer=adamw
     python bench/muon_cost.py --preset baby --repeats 9 --set scan_layers=true
 
-Each variant is its own fresh `jax.jit` of `training.train_steps` (the batched one traced while `optim.muon` is
-swapped for `batched_muon`), compiled first, then timed A B C A B C ..., `steps_per_call` steps a call,
-stopped once the loss is on the host. Prints median ms/step [range] and the ratio to AdamW (the issue's overhead),
-and the same for process CPU time (on a shared machine the steadier of the two).
+Each variant is its own fresh `jax.jit` of `training.train_steps` (the others traced while `optim.muon` is
+swapped for `optax_muon` or `batched_muon`), compiled first, then timed A B C D A B C D ..., `steps_per_call` steps
+a call, stopped once the loss is on the host. Prints median ms/step [range] and the ratio to AdamW (the issue's
+overhead), the same for process CPU time (on a shared machine the steadier of the two), and each variant over
+jaxgpt's, paired per repeat.
 """
 from __future__ import annotations
 
@@ -33,20 +35,19 @@ from step_cost import build  # noqa: E402
 from jaxgpt import optim  # noqa: E402
 
 
-def newton_schulz(x, coeffs, steps: int = 5):
-    """`steps` quintic Newton-Schulz iterations on a batch of (m, n) matrices, m <= n, already Frobenius-normalised:
-    X <- a X + (b A + c A A) X with A = X X^T (optax's _base_newton_schulz_iteration, batched)."""
-    coeffs = coeffs.astype(x.dtype)
-    for _ in range(steps):
+def newton_schulz(x, coeffs):
+    """Newton-Schulz on a batch of (m, n) matrices, m <= n, already Frobenius-normalised: X <- a X + (b A + c A A) X
+    with A = X X^T for each (a, b, c) of `coeffs` (optim.newton_schulz's loop, on a batch of its own)."""
+    for a, b, c in coeffs:
         A = x @ jnp.swapaxes(x, -1, -2)  # (N, m, m)
-        B = coeffs[1] * A + coeffs[2] * A @ A
-        x = coeffs[0] * x + B @ x  # (N, m, n)
+        B = b * A + c * A @ A
+        x = a * x + B @ x  # (N, m, n)
     return x
 
 
-def orthogonalize_by_shape(updates, dims, coeffs, steps: int = 5):
-    """Newton-Schulz on every matrix of `updates` (leaves split into matrices by `dims`, a tree of
-    MuonDimensionNumbers), one batched iteration per (m, n) shape with the short side first."""
+def orthogonalize_by_shape(updates, dims, coeffs):
+    """Newton-Schulz (`coeffs`: optim.ns_table) on every matrix of `updates` (leaves split into matrices by `dims`,
+    a tree of MuonDimensionNumbers), one batched iteration per (m, n) shape with the short side first."""
     leaves, treedef = jax.tree.flatten(updates)
     dim_list = jax.tree.leaves(dims, is_leaf=lambda d: isinstance(d, MuonDimensionNumbers))
     mats, undo, groups = [], [], {}
@@ -60,33 +61,43 @@ def orthogonalize_by_shape(updates, dims, coeffs, steps: int = 5):
     out = [None] * len(mats)
     for idx in groups.values():
         sizes = np.cumsum([mats[i].shape[0] for i in idx])[:-1]
-        y = newton_schulz(jnp.concatenate([mats[i] for i in idx]), coeffs, steps)
+        y = newton_schulz(jnp.concatenate([mats[i] for i in idx]), coeffs)
         for i, part in zip(idx, jnp.split(y, sizes)):
             out[i] = part
     return jax.tree.unflatten(treedef, [inv(jnp.swapaxes(o, 1, 2) if flip else o)
                                         for o, (inv, flip) in zip(out, undo)])
 
 
-def scale_by_muon_by_shape(momentum: float, dimension_numbers) -> optax.GradientTransformation:
+def scale_by_muon_by_shape(momentum: float, coeffs, dimension_numbers) -> optax.GradientTransformation:
     """optax's scale_by_muon (Nesterov, its state unchanged, so old checkpoints restore) with its Newton-Schulz
     batched by shape: optax runs with ns_steps=0 (momentum and Frobenius normalisation per matrix), then
-    `orthogonalize_by_shape` runs baby's 5 quintic iterations."""
+    `orthogonalize_by_shape` runs the `coeffs` steps."""
     inner = scale_by_muon(beta=momentum, nesterov=True, ns_steps=0, weight_dimension_numbers=dimension_numbers)
 
     def update(updates, state, params=None):
         normalised, state = inner.update(updates, state, params)
-        return orthogonalize_by_shape(normalised, dimension_numbers(normalised), state.ns_coeffs), state
+        return orthogonalize_by_shape(normalised, dimension_numbers(normalised), coeffs), state
 
     return optax.GradientTransformation(inner.init, update)
 
 
-def batched_muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic"):
-    """jaxgpt's Muon (optim.muon) with its Newton-Schulz batched by shape: the variant timed against it."""
-    if (ns_steps, ns_coeffs) != (5, "quintic"):
-        raise SystemExit(f"the batched variant runs the 5 quintic steps only, not {ns_steps} {ns_coeffs}")
-    dims = optim._masked_dimension_numbers
-    return optax.chain(scale_by_muon_by_shape(momentum, dims), scale_by_shape(weight_dimension_numbers=dims),
-                       optax.scale_by_learning_rate(learning_rate))
+def _muon_variant(scale_by_muon_fn):
+    """optim.muon's signature and chain, with `scale_by_muon_fn(momentum, coeffs, dims)` as its first transform."""
+    def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic", weight_decay: float = 0.0):
+        if weight_decay:
+            raise SystemExit(f"the bench's Muon variants run without weight decay, not muon_weight_decay {weight_decay}")
+        dims = optim._masked_dimension_numbers
+        return optax.chain(scale_by_muon_fn(momentum, optim.ns_table(ns_steps, ns_coeffs), dims),
+                           scale_by_shape(weight_dimension_numbers=dims), optax.scale_by_learning_rate(learning_rate))
+    return muon
+
+
+# jaxgpt's Muon with its Newton-Schulz batched by shape
+batched_muon = _muon_variant(scale_by_muon_by_shape)
+# jaxgpt's Muon before 2026-12-07: optax's own Newton-Schulz (a lax.scan over a per-step table such as Polar Express's)
+optax_muon = _muon_variant(lambda momentum, coeffs, dims: scale_by_muon(
+    beta=momentum, nesterov=True, weight_dimension_numbers=dims,
+    **(dict(ns_coeffs=coeffs[0], ns_steps=len(coeffs)) if len(set(coeffs)) == 1 else dict(ns_coeffs=coeffs))))
 
 
 def fresh_step():
@@ -109,11 +120,13 @@ def main(argv: list[str] | None = None) -> None:
 
     spec = " ".join([a.preset, *a.set])
     runs = {"muon (jaxgpt, NS per leaf)": build(spec, 65, fresh_step())}
-    per_leaf, optim.muon = optim.muon, batched_muon
-    try:  # traced and compiled by build's first call, so the swap only lasts that long
-        runs["muon, NS batched by shape"] = build(spec, 65, fresh_step())
-    finally:
-        optim.muon = per_leaf
+    own = optim.muon
+    for name, variant in (("muon, optax's NS per leaf", optax_muon), ("muon, NS batched by shape", batched_muon)):
+        optim.muon = variant
+        try:  # traced and compiled by build's first call, so the swap only lasts that long
+            runs[name] = build(spec, 65, fresh_step())
+        finally:
+            optim.muon = own
     runs["adamw"] = build(spec + " optimizer=adamw", 65, fresh_step())
     times, cpu = {name: [] for name in runs}, {name: [] for name in runs}
     for _ in range(a.repeats):
@@ -127,9 +140,10 @@ def main(argv: list[str] | None = None) -> None:
         med = statistics.median(ts)
         print(f"  {name:28s} {med:7.2f} [{min(ts):.2f}-{max(ts):.2f}]  x{med / base:.3f}   process CPU "
               f"{statistics.median(cpu[name]):7.2f} x{statistics.median(cpu[name]) / statistics.median(cpu['adamw']):.3f}")
-    paired = [b / p for b, p in zip(times["muon, NS batched by shape"], times["muon (jaxgpt, NS per leaf)"])]
-    print(f"  batched / per-leaf, paired per repeat: median {statistics.median(paired):.3f} "
-          f"[{min(paired):.3f}-{max(paired):.3f}]")
+    for name in ("muon, optax's NS per leaf", "muon, NS batched by shape"):
+        paired = [b / p for b, p in zip(times[name], times["muon (jaxgpt, NS per leaf)"])]
+        print(f"  {name} / jaxgpt's, paired per repeat: median {statistics.median(paired):.3f} "
+              f"[{min(paired):.3f}-{max(paired):.3f}]")
 
 
 if __name__ == "__main__":

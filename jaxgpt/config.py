@@ -161,6 +161,7 @@ class TrainConfig(_Checked):
     muon_ns_steps: int = 5           # Newton-Schulz steps per Muon update (modded-nanogpt, optax: 5)
     muon_ns_coeffs: str = "quintic"  # quintic: (3.4445, -4.775, 2.0315) every step (Jordan 2024) | polar_express: the
                                      # first muon_ns_steps of Amsel et al. 2025's five per-step sets (modded-nanogpt)
+    muon_weight_decay: float = 0.0   # decoupled decay on Muon's matrices, muon lr x this x W a step (Liu et al. 2025)
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (a scan inside the step)
     eval_interval: int = 500         # steps between estimate_loss calls
     eval_iters: int = 200            # random batches per split in estimate_loss (lecture)
@@ -190,6 +191,9 @@ class TrainConfig(_Checked):
         if not 0.0 < self.cooldown_frac <= 1.0 or self.muon_lr <= 0 or not 0.0 <= self.muon_momentum < 1.0:
             raise ConfigError(f"cooldown_frac {self.cooldown_frac} must be in (0, 1], muon_lr {self.muon_lr} > 0 and "
                               f"muon_momentum {self.muon_momentum} in [0, 1)")
+        if not 0.0 <= self.muon_weight_decay < 1.0 / self.muon_lr:
+            raise ConfigError(f"muon_weight_decay {self.muon_weight_decay} must be in [0, 1 / muon_lr = "
+                              f"{1.0 / self.muon_lr:g}): a step multiplies the matrices by 1 - muon_lr x it")
         _check_at_least(self, 1, "batch_size", "max_iters", "eval_interval", "eval_iters", "ckpt_interval",
                         "keep_checkpoints", "steps_per_call", "gradient_accumulation_steps", "lr_decay_iters")
         if self.batch_size % self.gradient_accumulation_steps:

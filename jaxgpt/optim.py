@@ -4,23 +4,28 @@ Muon (Jordan et al. 2024, github.com/KellerJordan/Muon; modded-nanogpt) replaces
 semi-orthogonal matrix of its Nesterov momentum, found by 5 Newton-Schulz steps with the quintic coefficients
 (3.4445, -4.775, 2.0315), then scales it by sqrt(max(1, fan_out / fan_in)). The singular values come out between
 about 0.5 and 1.5, not exactly 1: the quintic trades accuracy for speed (modded-nanogpt's comment says so).
-`optax.contrib.scale_by_muon` does that computation; what is jaxgpt's is which axes form the matrix.
+The momentum and state are optax.contrib.scale_by_muon's; the Newton-Schulz loop is jaxgpt's own (`newton_schulz`),
+unrolled with its coefficients as constants, because optax runs a per-step table (Polar Express) as a lax.scan.
 
 jaxgpt's Block weights are stacked on a leading layer axis and keep their heads as axes of their own, so optax's
 default (every 2-D leaf is a matrix) would orthogonalise the embeddings and lm_head and leave the Blocks to Adam.
-`muon_dimension_numbers` names each Block kernel's (in, out) axes instead; the layer axis (and the q/k/v axis of
+`dimension_numbers` names each Block kernel's (in, out) axes instead; the layer axis (and the q/k/v axis of
 `qkv`) are batch axes, orthogonalised one matrix at a time as modded-nanogpt does with its separate
 q, k, v, o matrices. Embeddings, lm_head, gains, biases and LoRA adapters stay with AdamW. Batching all matrices of
 one shape into one Newton-Schulz call instead (bench/muon_cost.py) was measured no faster on a 2-core CPU
-(docs/speed.md, issue 24). `TrainConfig.muon_ns_steps` and `muon_ns_coeffs` choose the iteration: optax's quintic
-5 times (the default) or fewer steps of Polar Express's per-step polynomials (docs/speed.md).
+(docs/speed.md, issue 24). `TrainConfig.muon_ns_steps` and `muon_ns_coeffs` choose the iteration: the quintic 5
+times (the default, bit for bit optax's) or fewer steps of Polar Express's per-step polynomials; `muon_weight_decay`
+adds decoupled decay to the matrices (docs/speed.md).
 """
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
-from optax.contrib import MuonDimensionNumbers, scale_by_muon
-from optax.contrib._muon import scale_by_shape  # not re-exported in optax 0.2.8; optax.contrib.muon uses it
+from optax._src.numerics import safe_increment
+from optax.contrib import MuonDimensionNumbers, MuonState, scale_by_muon
+# not re-exported in optax 0.2.8; optax.contrib.muon uses them
+from optax.contrib._muon import _compute_muon_reshape, scale_by_shape
 
 from .params import ADAPTERS, is_layer_stacked
 
@@ -73,18 +78,64 @@ POLAR_EXPRESS = tuple((a / _SAFETY, b / _SAFETY ** 3, c / _SAFETY ** 5) if i == 
                                  (2.3465413258596377, -1.7097828382687081, 0.42323551169305323))))
 
 
-def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic") -> optax.GradientTransformation:
+def ns_table(ns_steps: int, ns_coeffs: str) -> tuple:
+    """The (a, b, c) of each Newton-Schulz step: QUINTIC `ns_steps` times, or the first `ns_steps` POLAR_EXPRESS."""
+    return (QUINTIC,) * ns_steps if ns_coeffs == "quintic" else POLAR_EXPRESS[:ns_steps]
+
+
+def newton_schulz(x: jax.Array, dims: MuonDimensionNumbers, coeffs: tuple) -> jax.Array:
+    """The matrices of one leaf (split by `dims`) orthogonalised: short side first, X / (|X|_F + 1e-8), then
+    X <- a X + (b A + c A A) X with A = X X^T for each (a, b, c) in `coeffs`, the steps unrolled with the
+    coefficients as constants (optax's per-step table is a lax.scan). The same operations as optax's
+    orthogonalize_via_newton_schulz, in the same order."""
+    reshape, inverse = _compute_muon_reshape(x, dims)
+    m = reshape(x)  # (N, fan_in, fan_out)
+    flip = m.shape[1] > m.shape[2]
+    if flip:
+        m = m.swapaxes(1, 2)
+    m = m / (jnp.linalg.norm(m, axis=(1, 2), keepdims=True) + 1e-8)
+    for a, b, c in coeffs:
+        A = m @ m.swapaxes(1, 2)  # (N, short, short)
+        B = b * A + c * A @ A
+        m = a * m + B @ m
+    return inverse(m.swapaxes(1, 2) if flip else m)
+
+
+def scale_by_muon_unrolled(beta: float, coeffs: tuple, dimension_numbers) -> optax.GradientTransformation:
+    """optax.contrib.scale_by_muon (Nesterov momentum with bias correction, then Newton-Schulz) with
+    `newton_schulz` as the orthogonaliser; its state is optax's MuonState, so old run folders load."""
+    init = scale_by_muon(ns_coeffs=coeffs, beta=beta, nesterov=True, weight_dimension_numbers=dimension_numbers).init
+    is_dims = lambda d: isinstance(d, MuonDimensionNumbers)
+
+    def update(updates, state, params=None):
+        del params
+        mu = optax.tree.update_moment(updates, state.mu, beta, 1)
+        count = safe_increment(state.count)
+        mu_hat = jax.tree.map(lambda m, g: beta * m + (1 - beta) * g,
+                              optax.tree.bias_correction(mu, beta, safe_increment(count)),
+                              optax.tree.bias_correction(updates, beta, count))
+        updates = jax.tree.map(lambda x, d: newton_schulz(x, d, coeffs), mu_hat, dimension_numbers(updates),
+                               is_leaf=is_dims)
+        return updates, MuonState(count=count, mu=mu, ns_coeffs=state.ns_coeffs)
+
+    return optax.GradientTransformation(init, update)
+
+
+def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic",
+         weight_decay: float = 0.0) -> optax.GradientTransformation:
     """Muon on leaves whose dimension numbers are known (use inside multi_transform with `labels`); `ns_coeffs`
-    "quintic" runs QUINTIC `ns_steps` times, "polar_express" the first `ns_steps` sets of POLAR_EXPRESS."""
-    coeffs = dict(ns_coeffs=QUINTIC, ns_steps=ns_steps) if ns_coeffs == "quintic" else \
-        dict(ns_coeffs=POLAR_EXPRESS[:ns_steps])
+    "quintic" runs QUINTIC `ns_steps` times, "polar_express" the first `ns_steps` sets of POLAR_EXPRESS;
+    `weight_decay` > 0 adds decoupled decay, lr x weight_decay x W (Liu et al. 2025, modded-nanogpt)."""
+    coeffs = ns_table(ns_steps, ns_coeffs)
     return optax.chain(
-        scale_by_muon(beta=momentum, nesterov=True, weight_dimension_numbers=_masked_dimension_numbers, **coeffs),
+        scale_by_muon_unrolled(momentum, coeffs, _masked_dimension_numbers),
         scale_by_shape(weight_dimension_numbers=_masked_dimension_numbers),  # sqrt(max(1, fan_out / fan_in))
+        *([optax.add_decayed_weights(weight_decay)] if weight_decay else []),
         optax.scale_by_learning_rate(learning_rate))
 
 
 def muon_adamw(muon_lr, momentum: float, adamw: optax.GradientTransformation, ns_steps: int = 5,
-               ns_coeffs: str = "quintic") -> optax.GradientTransformation:
+               ns_coeffs: str = "quintic", weight_decay: float = 0.0) -> optax.GradientTransformation:
     """Muon at `muon_lr` on the Block matrices, `adamw` (with its own learning rate and masks) on the rest."""
-    return optax.multi_transform({"muon": muon(muon_lr, momentum, ns_steps, ns_coeffs), "adamw": adamw}, labels)
+    return optax.multi_transform({"muon": muon(muon_lr, momentum, ns_steps, ns_coeffs, weight_decay), "adamw": adamw},
+                                 labels)

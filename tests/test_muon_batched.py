@@ -1,5 +1,5 @@
 """Muon's Newton-Schulz batched by matrix shape (bench/muon_cost.py's timed variant, issue 24) equals jaxgpt's Muon
-(optax's per-leaf loop), so the bench compares the same math."""
+(one Newton-Schulz per leaf), so the bench compares the same math."""
 import sys
 from dataclasses import replace
 
@@ -44,5 +44,5 @@ def test_batched_newton_schulz_equals_per_leaf_on_baby(scan, monkeypatch):
                              optim.labels(grads[0]), grads[0])  # what multi_transform gives Muon
     dims = optim._masked_dimension_numbers(muon_half)
     assert len(jax.tree.leaves(muon_half)) == 4
-    coeffs = np.asarray([3.4445, -4.775, 2.0315], np.float32)
+    coeffs = optim.ns_table(5, "quintic")
     assert n_dots(lambda u: muon_cost.orthogonalize_by_shape(u, dims, coeffs), muon_half) == 2 * 5 * 3

@@ -1,6 +1,7 @@
-"""Muon's Newton-Schulz switches (`TrainConfig.muon_ns_steps`, `muon_ns_coeffs`, issue 24): the default is optax's
-quintic, bit for bit; Polar Express equals a plain-jnp version of modded-nanogpt's; bad values are refused; a
-config.json from before the switches loads with the default."""
+"""Muon's switches (`TrainConfig.muon_ns_steps`, `muon_ns_coeffs`, `muon_weight_decay`, issue 24): the default is
+optax's quintic, bit for bit; Polar Express equals a plain-jnp version of modded-nanogpt's and runs unrolled; the
+weight decay equals lr x wd x W; bad values are refused; a config.json from before the switches loads with the
+defaults."""
 import json
 from dataclasses import replace
 
@@ -9,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from optax.contrib import scale_by_muon
-from optax.contrib._muon import orthogonalize_via_newton_schulz
+from optax.contrib import MuonDimensionNumbers, scale_by_muon
 
 from jaxgpt import optim
 from jaxgpt.config import TrainConfig, from_dict, to_dict
@@ -77,17 +77,19 @@ def test_polar_express_equals_plain_jnp_on_baby(steps):
 def test_five_polar_express_steps_orthogonalise_tighter_than_the_quintic():
     rng = np.random.default_rng(0)
     g = jnp.asarray((rng.normal(size=(128, 512)) * np.logspace(-3, 0, 512)).astype(np.float32))  # condition ~1e3
-    band = lambda coeffs, **kw: np.linalg.svd(np.asarray(orthogonalize_via_newton_schulz(
-        g, jnp.asarray(coeffs), **kw)), compute_uv=False)[[0, -1]]  # (largest, smallest) singular value
-    hi, lo = band(optim.POLAR_EXPRESS)  # the package's table, through optax as training runs it
+    band = lambda coeffs: np.linalg.svd(np.asarray(optim.newton_schulz(
+        g, MuonDimensionNumbers(0, 1), coeffs)), compute_uv=False)[[0, -1]]  # (largest, smallest) singular value
+    hi, lo = band(optim.ns_table(5, "polar_express"))  # the package's table, as training runs it
     assert 0.8 < lo and hi < 1.2, (hi, lo)
-    hi, lo = band(optim.QUINTIC, ns_steps=5)
+    hi, lo = band(optim.ns_table(5, "quintic"))
     assert lo < 0.8, (hi, lo)  # the quintic leaves its smallest values lower (0.68 here)
 
 
 @pytest.mark.parametrize("sets, bad", [(dict(muon_ns_coeffs="cubic"), "muon_ns_coeffs"),
                                        (dict(muon_ns_steps=0), "muon_ns_steps 0"),
-                                       (dict(muon_ns_steps=6, muon_ns_coeffs="polar_express"), "muon_ns_steps 6")])
+                                       (dict(muon_ns_steps=6, muon_ns_coeffs="polar_express"), "muon_ns_steps 6"),
+                                       (dict(muon_weight_decay=-0.1), "muon_weight_decay -0.1"),
+                                       (dict(muon_lr=0.05, muon_weight_decay=20.0), "muon_weight_decay 20.0")])
 def test_bad_values_are_refused_by_name(sets, bad):
     with pytest.raises(ConfigError, match=bad):
         TrainConfig(**sets)
@@ -96,7 +98,31 @@ def test_bad_values_are_refused_by_name(sets, bad):
 def test_a_config_from_before_the_switches_loads_with_the_default():
     preset = get_preset("baby")
     d = json.loads(json.dumps(to_dict(preset.model, preset.train)))  # as config.json and checkpoints hold it
-    del d["train"]["muon_ns_steps"], d["train"]["muon_ns_coeffs"]
+    del d["train"]["muon_ns_steps"], d["train"]["muon_ns_coeffs"], d["train"]["muon_weight_decay"]
     mc, tc = from_dict(d)
-    assert (tc.muon_ns_steps, tc.muon_ns_coeffs) == (5, "quintic")
-    assert (mc, tc) == (preset.model, replace(preset.train, muon_ns_steps=5, muon_ns_coeffs="quintic"))
+    assert (tc.muon_ns_steps, tc.muon_ns_coeffs, tc.muon_weight_decay) == (5, "quintic", 0.0)
+    assert (mc, tc) == (preset.model, replace(preset.train, muon_ns_steps=5, muon_ns_coeffs="quintic",
+                                              muon_weight_decay=0.0))
+
+
+def test_polar_express_runs_unrolled():
+    """optax runs a per-step table as a lax.scan; jaxgpt's own loop is unrolled: 4 leaves x 3 steps x 3 matmuls."""
+    params, grads = baby_trees(0)
+    opt = optim.muon_adamw(0.0125, 0.9, optax.adamw(1e-3), 3, "polar_express")
+    jaxpr = str(jax.make_jaxpr(opt.update)(grads, opt.init(params), params))
+    assert "scan" not in jaxpr and "while" not in jaxpr
+    assert jaxpr.count("dot_general") == 4 * 3 * 3
+
+
+def test_muon_weight_decay_is_lr_times_decay_times_the_weights():
+    params, grads = baby_trees(1)
+    lr, wd = 0.0125, 0.3
+    plain, decayed = (optim.muon_adamw(lr, 0.9, optax.adamw(1e-3), 3, "polar_express", w) for w in (0.0, wd))
+    u0, _ = jax.jit(plain.update)(grads, plain.init(params), params)
+    u1, _ = jax.jit(decayed.update)(grads, decayed.init(params), params)
+    labels = optim.labels(params)
+    for label, w, a, b in zip(jax.tree.leaves(labels), jax.tree.leaves(params), jax.tree.leaves(u1),
+                              jax.tree.leaves(u0)):
+        want = np.asarray(b) - lr * wd * np.asarray(w) if label == "muon" else np.asarray(b)  # AdamW's untouched
+        np.testing.assert_allclose(a, want, atol=1e-7, rtol=1e-6)
+    assert sum(label == "muon" for label in jax.tree.leaves(labels)) == 4
