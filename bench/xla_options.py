@@ -28,6 +28,11 @@ OPTIONS = {  # name -> compiler_options (jaxlib 0.10.2's DebugOptions; the defau
     "one_thread_eigen": {"xla_cpu_multi_thread_eigen": False},
     "vector_512": {"xla_cpu_prefer_vector_width": 512},
     "no_concurrency_scheduler": {"xla_cpu_enable_concurrency_optimized_scheduler": False},
+    # every dot, the weight gradients included (Eigen's by default), to oneDNN, as PyTorch's CPU matmuls go
+    "onednn_dot": {"xla_cpu_experimental_ynn_fusion_type": "", "xla_cpu_use_onednn": True,
+                   "xla_cpu_experimental_onednn_fusion_type": f"{L}DOT"},
+    "xnn_dot": {"xla_cpu_experimental_ynn_fusion_type": "", "xla_cpu_use_xnnpack": True,
+                "xla_cpu_experimental_xnn_fusion_type": f"{L}DOT"},
 }
 
 

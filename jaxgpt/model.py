@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from .config import GPTConfig
-from .layers import apply_rope, cross_entropy, relu2, rms_norm, sinusoidal_positions, soft_cap
+from .layers import apply_rope, cross_entropy, matmul, relu2, rms_norm, sinusoidal_positions, soft_cap
 from .levers import scan_blocks
 from .params import Params
 
@@ -47,7 +47,7 @@ class Dense(nn.Module):
         d_in, d_out = math.prod(in_shape), math.prod(self.features)
         kernel = self.param("kernel", nn.initializers.normal(self.std), in_shape + tuple(self.features))
         x2 = x.reshape(lead + (d_in,)).astype(self.dtype)
-        y = x2 @ kernel.reshape(d_in, d_out).astype(self.dtype)
+        y = matmul(x2, kernel.reshape(d_in, d_out).astype(self.dtype))
         if self.lora_rank:
             a = self.param("lora_a", nn.initializers.normal(1 / math.sqrt(d_in)), (d_in, self.lora_rank))
             b = self.param("lora_b", nn.initializers.zeros, (self.lora_rank, d_out))
