@@ -68,10 +68,12 @@ def orthogonalize_by_shape(updates, dims, coeffs):
                                         for o, (inv, flip) in zip(out, undo)])
 
 
-def scale_by_muon_by_shape(momentum: float, coeffs, dimension_numbers) -> optax.GradientTransformation:
+def scale_by_muon_by_shape(momentum: float, ns_steps: int, ns_coeffs: str,
+                           dimension_numbers) -> optax.GradientTransformation:
     """optax's scale_by_muon (Nesterov, its state unchanged, so old checkpoints restore) with its Newton-Schulz
     batched by shape: optax runs with ns_steps=0 (momentum and Frobenius normalisation per matrix), then
-    `orthogonalize_by_shape` runs the `coeffs` steps."""
+    `orthogonalize_by_shape` runs optim.ns_table(ns_steps, ns_coeffs)."""
+    coeffs = optim.ns_table(ns_steps, ns_coeffs)
     inner = scale_by_muon(beta=momentum, nesterov=True, ns_steps=0, weight_dimension_numbers=dimension_numbers)
 
     def update(updates, state, params=None):
@@ -82,12 +84,13 @@ def scale_by_muon_by_shape(momentum: float, coeffs, dimension_numbers) -> optax.
 
 
 def _muon_variant(scale_by_muon_fn):
-    """optim.muon's signature and chain, with `scale_by_muon_fn(momentum, coeffs, dims)` as its first transform."""
+    """optim.muon's signature and chain, with `scale_by_muon_fn(momentum, ns_steps, ns_coeffs, dims)` as its first
+    transform."""
     def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic", weight_decay: float = 0.0):
         if weight_decay:
             raise SystemExit(f"the bench's Muon variants run without weight decay, not muon_weight_decay {weight_decay}")
         dims = optim._masked_dimension_numbers
-        return optax.chain(scale_by_muon_fn(momentum, optim.ns_table(ns_steps, ns_coeffs), dims),
+        return optax.chain(scale_by_muon_fn(momentum, ns_steps, ns_coeffs, dims),
                            scale_by_shape(weight_dimension_numbers=dims), optax.scale_by_learning_rate(learning_rate))
     return muon
 
@@ -95,9 +98,8 @@ def _muon_variant(scale_by_muon_fn):
 # jaxgpt's Muon with its Newton-Schulz batched by shape
 batched_muon = _muon_variant(scale_by_muon_by_shape)
 # jaxgpt's Muon before 2026-12-07: optax's own Newton-Schulz (a lax.scan over a per-step table such as Polar Express's)
-optax_muon = _muon_variant(lambda momentum, coeffs, dims: scale_by_muon(
-    beta=momentum, nesterov=True, weight_dimension_numbers=dims,
-    **(dict(ns_coeffs=coeffs[0], ns_steps=len(coeffs)) if len(set(coeffs)) == 1 else dict(ns_coeffs=coeffs))))
+optax_muon = _muon_variant(lambda momentum, ns_steps, ns_coeffs, dims: scale_by_muon(
+    beta=momentum, nesterov=True, weight_dimension_numbers=dims, **optim.optax_ns_args(ns_steps, ns_coeffs)))
 
 
 def fresh_step():

@@ -83,6 +83,14 @@ def ns_table(ns_steps: int, ns_coeffs: str) -> tuple:
     return (QUINTIC,) * ns_steps if ns_coeffs == "quintic" else POLAR_EXPRESS[:ns_steps]
 
 
+def optax_ns_args(ns_steps: int, ns_coeffs: str) -> dict:
+    """The same iteration as optax.contrib.scale_by_muon's arguments, as jaxgpt passed them before its own loop:
+    the quintic as one set and a step count, Polar Express as its table. optax keeps them in its state (shape (3,)
+    or (steps, 3)), so this is what keeps old run folders' optimizer states restorable."""
+    return dict(ns_coeffs=QUINTIC, ns_steps=ns_steps) if ns_coeffs == "quintic" else \
+        dict(ns_coeffs=POLAR_EXPRESS[:ns_steps])
+
+
 def newton_schulz(x: jax.Array, dims: MuonDimensionNumbers, coeffs: tuple) -> jax.Array:
     """The matrices of one leaf (split by `dims`) orthogonalised: short side first, X / (|X|_F + 1e-8), then
     X <- a X + (b A + c A A) X with A = X X^T for each (a, b, c) in `coeffs`, the steps unrolled with the
@@ -101,10 +109,13 @@ def newton_schulz(x: jax.Array, dims: MuonDimensionNumbers, coeffs: tuple) -> ja
     return inverse(m.swapaxes(1, 2) if flip else m)
 
 
-def scale_by_muon_unrolled(beta: float, coeffs: tuple, dimension_numbers) -> optax.GradientTransformation:
+def scale_by_muon_unrolled(beta: float, ns_steps: int, ns_coeffs: str,
+                           dimension_numbers) -> optax.GradientTransformation:
     """optax.contrib.scale_by_muon (Nesterov momentum with bias correction, then Newton-Schulz) with
-    `newton_schulz` as the orthogonaliser; its state is optax's MuonState, so old run folders load."""
-    init = scale_by_muon(ns_coeffs=coeffs, beta=beta, nesterov=True, weight_dimension_numbers=dimension_numbers).init
+    `newton_schulz` as the orthogonaliser; its state is optax's MuonState as before, so old run folders load."""
+    init = scale_by_muon(beta=beta, nesterov=True, weight_dimension_numbers=dimension_numbers,
+                         **optax_ns_args(ns_steps, ns_coeffs)).init
+    coeffs = ns_table(ns_steps, ns_coeffs)
     is_dims = lambda d: isinstance(d, MuonDimensionNumbers)
 
     def update(updates, state, params=None):
@@ -126,9 +137,8 @@ def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "qu
     """Muon on leaves whose dimension numbers are known (use inside multi_transform with `labels`); `ns_coeffs`
     "quintic" runs QUINTIC `ns_steps` times, "polar_express" the first `ns_steps` sets of POLAR_EXPRESS;
     `weight_decay` > 0 adds decoupled decay, lr x weight_decay x W (Liu et al. 2025, modded-nanogpt)."""
-    coeffs = ns_table(ns_steps, ns_coeffs)
     return optax.chain(
-        scale_by_muon_unrolled(momentum, coeffs, _masked_dimension_numbers),
+        scale_by_muon_unrolled(momentum, ns_steps, ns_coeffs, _masked_dimension_numbers),
         scale_by_shape(weight_dimension_numbers=_masked_dimension_numbers),  # sqrt(max(1, fan_out / fan_in))
         *([optax.add_decayed_weights(weight_decay)] if weight_decay else []),
         optax.scale_by_learning_rate(learning_rate))

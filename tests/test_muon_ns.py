@@ -105,6 +105,25 @@ def test_a_config_from_before_the_switches_loads_with_the_default():
                                               muon_weight_decay=0.0))
 
 
+@pytest.mark.parametrize("steps, coeffs", [(5, "quintic"), (4, "quintic"), (3, "polar_express"), (1, "polar_express")])
+def test_the_optimizer_state_is_the_one_old_run_folders_hold(steps, coeffs):
+    """Before jaxgpt's own loop, optax's scale_by_muon got the quintic as one set and a step count and Polar Express
+    as its table; it keeps them in its state, so the state's leaves (shapes and values) must stay those."""
+    params, _ = baby_trees(0)
+    args = (dict(ns_coeffs=(3.4445, -4.775, 2.0315), ns_steps=steps) if coeffs == "quintic" else
+            dict(ns_coeffs=optim.POLAR_EXPRESS[:steps]))
+    old = optax.chain(scale_by_muon(beta=0.9, nesterov=True, weight_dimension_numbers=optim._masked_dimension_numbers,
+                                    **args),
+                      optim.scale_by_shape(weight_dimension_numbers=optim._masked_dimension_numbers),
+                      optax.scale_by_learning_rate(0.0125))
+    old = optax.multi_transform({"muon": old, "adamw": optax.adamw(1e-3)}, optim.labels)
+    new = optim.muon_adamw(0.0125, 0.9, optax.adamw(1e-3), steps, coeffs)
+    s_old, s_new = old.init(params), new.init(params)
+    assert jax.tree.structure(s_new) == jax.tree.structure(s_old)
+    for a, b in zip(jax.tree.leaves(s_new), jax.tree.leaves(s_old)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_polar_express_runs_unrolled():
     """optax runs a per-step table as a lax.scan; jaxgpt's own loop is unrolled: 4 leaves x 3 steps x 3 matmuls."""
     params, grads = baby_trees(0)
