@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 from cpu_class import cpu_class  # noqa: E402
 from muon_cost import fresh_step  # noqa: E402
-from step_cost import build  # noqa: E402
+from step_cost import build, interleaved  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,11 +38,7 @@ def main(argv: list[str] | None = None) -> None:
             runs[spec, "autodiff x @ w"] = build(spec, 65, fresh_step())
         finally:
             model.matmul = own
-    times = {key: [] for key in runs}
-    for _ in range(a.repeats):
-        for key, run in runs.items():
-            k = run.tc.steps_per_call
-            times[key].append(run.time(k) / k * 1e3)
+    times = interleaved(runs, a.repeats)
     print(f"{a.repeats} interleaved repeats, ms/step median [min-max]:")
     for spec in a.variants:
         for kind in ("layers.matmul", "autodiff x @ w"):

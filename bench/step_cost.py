@@ -31,6 +31,17 @@ def build(spec: str, vocab_size: int, fn=None):
     return JaxRunner(*apply_overrides(replace(preset.model, vocab_size=vocab_size), preset.train, sets), fn=fn)
 
 
+def interleaved(runs: dict, repeats: int) -> dict:
+    """ms/step of each JaxRunner in `runs`, `repeats` times, timed one after the other (A B C A B C ...), a whole
+    compiled call (`steps_per_call` steps) each."""
+    times = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            k = run.tc.steps_per_call
+            times[key].append(run.time(k) / k * 1e3)
+    return times
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("variants", nargs="+", help='"PRESET [KEY=VALUE ...]"')
@@ -40,12 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     from jaxgpt.data import CharTokenizer, load_text
 
     vocab_size = CharTokenizer.from_text(load_text(text_path())).vocab_size
-    runs = {spec: build(spec, vocab_size) for spec in a.variants}
-    times = {spec: [] for spec in runs}
-    for _ in range(a.repeats):
-        for spec, run in runs.items():
-            k = run.tc.steps_per_call
-            times[spec].append(run.time(k) / k * 1e3)
+    times = interleaved({spec: build(spec, vocab_size) for spec in a.variants}, a.repeats)
     first = statistics.median(next(iter(times.values())))
     for spec, ts in times.items():
         med = statistics.median(ts)
