@@ -22,13 +22,15 @@ from .model import FeedForward, _dense, _layer_norm, attention, cross_entropy
 from .training import make_optimizer
 
 
-def attention_weights(q: jax.Array, k: jax.Array, pos=0, causal: bool = True) -> jax.Array:
-    """softmax(q k^T / sqrt(hs)) as `attention` computes it, read out by attending over one-hot values.
+def attention_weights(q: jax.Array, k: jax.Array, pos=0, causal: bool = True, scale: float = 0.0) -> jax.Array:
+    """softmax(q k^T / sqrt(hs)) (q k^T x scale when scale > 0) as `attention` computes it, read out by attending
+    over one-hot values.
 
     Returns (B, H, Tq, Tk)."""
     Tk = k.shape[1]
     eye = jnp.broadcast_to(jnp.eye(Tk, dtype=jnp.float32)[None, :, None, :], (k.shape[0], Tk, k.shape[2], Tk))
-    return attention(q.astype(jnp.float32), k.astype(jnp.float32), eye, lambda w: w, pos, causal).transpose(0, 2, 1, 3)
+    return attention(q.astype(jnp.float32), k.astype(jnp.float32), eye, lambda w: w, pos, causal,
+                     scale=scale).transpose(0, 2, 1, 3)
 
 
 class SelfAttention(nn.Module):
@@ -41,7 +43,7 @@ class SelfAttention(nn.Module):
         c = self.config
         qkv = _dense(c, (3, c.n_head, c.head_size), bias=c.qkv_bias, name="qkv")(x)  # (B, T, 3, H, hs)
         drop = lambda w: nn.Dropout(c.dropout)(w, deterministic=deterministic)
-        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], drop, causal=self.causal)  # (B, T, H, hs)
+        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], drop, causal=self.causal, scale=c.attn_scale)
         return _dense(c, (c.n_embd,), n_in=2, name="proj")(y)  # (B, T, C)
 
 
@@ -55,7 +57,7 @@ class CrossAttention(nn.Module):
         q = _dense(c, (c.n_head, c.head_size), bias=c.qkv_bias, name="q")(x)  # (B, Tq, H, hs)
         kv = _dense(c, (2, c.n_head, c.head_size), bias=c.qkv_bias, name="kv")(context)  # (B, Tk, 2, H, hs)
         drop = lambda w: nn.Dropout(c.dropout)(w, deterministic=deterministic)
-        y = attention(q, kv[:, :, 0], kv[:, :, 1], drop, causal=False)  # (B, Tq, H, hs)
+        y = attention(q, kv[:, :, 0], kv[:, :, 1], drop, causal=False, scale=c.attn_scale)  # (B, Tq, H, hs)
         return _dense(c, (c.n_embd,), n_in=2, name="proj")(y)  # (B, Tq, C)
 
 

@@ -52,6 +52,8 @@ class GPTConfig(_Checked):
     layer_norm: bool = True          # pre-norm LayerNorms ln1, ln2 and the final ln_f
     norm: str = "layer"              # layer: LayerNorm (lecture) | rms: RMSNorm with a gain (Zhang & Sennrich 2019)
     qk_norm: bool = False            # RMS-normalise each head's q, k (Henry et al. 2020; modded-nanogpt)
+    attn_scale: float = 0.0          # > 0: logits are q.k x this, not q.k / sqrt(hs); with qk_norm q.k <= hs, so
+                                     # 1/sqrt(hs) caps them at sqrt(hs) (modded-nanogpt: 0.12 at hs 128)
     bias: bool = True                # bias on Linear layers and LayerNorms (lecture: True; nanoGPT char: False)
     qkv_bias: bool = False           # bias on key/query/value (lecture: False; nanoGPT: same as bias)
     activation: str = "relu"         # relu (lecture) | gelu (GPT-2, tanh approximation) | gelu_exact (erf: nanoGPT's
@@ -111,6 +113,8 @@ class GPTConfig(_Checked):
             raise ConfigError(f"rope positions need an even head size, got n_embd {self.n_embd} / n_head {self.n_head}")
         if self.logit_softcap < 0:
             raise ConfigError(f"logit_softcap {self.logit_softcap} must be >= 0 (0 disables it)")
+        if self.attn_scale < 0:
+            raise ConfigError(f"attn_scale {self.attn_scale} must be >= 0 (0: 1/sqrt(head size))")
 
 
 @documented

@@ -58,15 +58,15 @@ class Dense(nn.Module):
 
 
 def attention(q: jax.Array, k: jax.Array, v: jax.Array, dropout: Callable[[jax.Array], jax.Array],
-              pos: jax.Array | int = 0, causal: bool = True, kv_heads_first: bool = False) -> jax.Array:
+              pos: jax.Array | int = 0, causal: bool = True, kv_heads_first: bool = False, scale=0.0) -> jax.Array:
     """Scaled dot-product attention over all heads at once; the one attention path of the package.
 
     q (B, Tq, H, hs) sits at absolute positions pos..pos+Tq-1; k, v (B, Tk, H, hs) at 0..Tk-1, or (B, H, Tk, hs)
     with `kv_heads_first` (the cache's layout). With `causal`, query i sees keys j <= pos + i (the lecture's tril
-    mask when pos = 0 and Tq = Tk).
+    mask when pos = 0 and Tq = Tk). The logits are q.k times `scale`, 1/sqrt(hs) when it is 0 (GPTConfig.attn_scale).
     """
     kv, Tk = ("bhkd", k.shape[2]) if kv_heads_first else ("bkhd", k.shape[1])
-    wei = jnp.einsum(f"bqhd,{kv}->bhqk", q, k).astype(jnp.float32) * q.shape[-1] ** -0.5  # (B, H, Tq, Tk)
+    wei = jnp.einsum(f"bqhd,{kv}->bhqk", q, k).astype(jnp.float32) * (scale or q.shape[-1] ** -0.5)  # (B, H, Tq, Tk)
     if causal:
         mask = jnp.arange(Tk)[None, :] <= (pos + jnp.arange(q.shape[1]))[:, None]  # (Tq, Tk)
         wei = jnp.where(mask, wei, -jnp.inf)
@@ -108,7 +108,7 @@ class Head(nn.Module):
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         qkv = _dense(self.config, (3, 1, self.head_size), bias=self.config.qkv_bias, name="qkv")(x)  # (B, T, 3, 1, hs)
         drop = lambda w: nn.Dropout(self.config.dropout)(w, deterministic=deterministic)
-        return attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], drop)[:, :, 0]  # (B, T, hs)
+        return attention(*jnp.unstack(qkv, axis=2), drop, scale=self.config.attn_scale)[:, :, 0]  # (B, T, hs)
 
 
 class MultiHeadAttention(nn.Module):
@@ -130,7 +130,7 @@ class MultiHeadAttention(nn.Module):
             v = jax.lax.dynamic_update_slice(cache[1], v.swapaxes(1, 2).astype(cache[1].dtype), (0, 0, pos, 0))
             cache = (k, v)
         drop = lambda w: nn.Dropout(c.dropout)(w, deterministic=deterministic)
-        y = attention(q, k, v, drop, pos, kv_heads_first=cache is not None)  # (B, T, H, hs)
+        y = attention(q, k, v, drop, pos, kv_heads_first=cache is not None, scale=c.attn_scale)  # (B, T, H, hs)
         if not c.proj:  # the lecture's heads before the residual step: torch.cat([h(x) for h in heads], -1)
             return y.reshape(*y.shape[:2], c.n_embd), cache  # (B, T, C)
         y = _dense(c, (c.n_embd,), n_in=2, std=_residual_std(c), name="proj")(y)  # (B, T, C)

@@ -91,7 +91,8 @@ def attention_maps(params, config: GPTConfig, idx) -> np.ndarray:
                                             mutable=["intermediates"])
         outputs.append(x)
         qkv = state["intermediates"]["sa"]["qkv"]["__call__"][0]  # (1, T, 3, H, hs)
-        maps.append(attention_weights(*prepare_qk(config, qkv[:, :, 0], qkv[:, :, 1]))[0])  # (H, T, T)
+        q, k = prepare_qk(config, qkv[:, :, 0], qkv[:, :, 1])
+        maps.append(attention_weights(q, k, scale=config.attn_scale)[0])  # (H, T, T)
     return np.asarray(jnp.stack(maps))
 
 

@@ -98,6 +98,7 @@ def test_parameter_layout_is_the_same_scanned_or_not():
     (dict(activation="tanh"), "activation 'tanh'"),
     (dict(dropout=1.0), "dropout 1.0"),
     (dict(pos_embedding="sinusoidal", n_embd=33, n_head=1), "even n_embd, got 33"),
+    (dict(attn_scale=-0.1), r"attn_scale -0.1 must be >= 0 \(0: 1/sqrt"),
 ])
 def test_invalid_configs_name_their_values(kw, message):
     with pytest.raises(ConfigError, match=message):

@@ -38,8 +38,9 @@ def test_pieces_match_plain_jnp():
     np.testing.assert_array_equal(soft_cap(x, 0.0), x)
 
 
-def test_qk_norm_attention_matches_plain_jnp():
-    c = replace(TINY, qk_norm=True, bias=False)
+@pytest.mark.parametrize("attn_scale", [0.0, 0.4])  # 0: 1/sqrt(hs)
+def test_qk_norm_attention_matches_plain_jnp(attn_scale):
+    c = replace(TINY, qk_norm=True, bias=False, attn_scale=attn_scale)
     x = jnp.asarray(RNG.normal(size=(1, 5, c.n_embd)), jnp.float32)
     mha = MultiHeadAttention(c)
     params = mha.init(jax.random.PRNGKey(1), x)["params"]
@@ -47,7 +48,7 @@ def test_qk_norm_attention_matches_plain_jnp():
     qkv = jnp.einsum("btc,cjhd->btjhd", x, params["qkv"]["kernel"])
     norm = lambda a: a / jnp.sqrt(jnp.mean(a ** 2, -1, keepdims=True) + 1e-6)
     q, k, v = norm(qkv[:, :, 0]), norm(qkv[:, :, 1]), qkv[:, :, 2]
-    wei = jnp.einsum("bqhd,bkhd->bhqk", q, k) / jnp.sqrt(c.head_size)
+    wei = jnp.einsum("bqhd,bkhd->bhqk", q, k) * (attn_scale if attn_scale else 1 / jnp.sqrt(c.head_size))
     wei = jax.nn.softmax(jnp.where(jnp.tril(jnp.ones((5, 5), bool)), wei, -jnp.inf), -1)
     want = jnp.einsum("bhqk,bkhd,hdc->bqc", wei, v, params["proj"]["kernel"])
     np.testing.assert_allclose(got, want, atol=1e-5)
