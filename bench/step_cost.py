@@ -33,12 +33,15 @@ def build(spec: str, vocab_size: int, fn=None):
 
 def interleaved(runs: dict, repeats: int) -> dict:
     """ms/step of each JaxRunner in `runs`, `repeats` times, timed one after the other (A B C A B C ...), a whole
-    compiled call (`steps_per_call` steps) each."""
+    compiled call (`steps_per_call` steps) each, after one untimed round: the first round after the compiles ran
+    6-7x slower on every variant (2026-12-07, Intel Xeon) and only widened the printed ranges."""
     times = {key: [] for key in runs}
-    for _ in range(repeats):
+    for r in range(repeats + 1):
         for key, run in runs.items():
             k = run.tc.steps_per_call
-            times[key].append(run.time(k) / k * 1e3)
+            t = run.time(k) / k * 1e3
+            if r:
+                times[key].append(t)
     return times
 
 
