@@ -1,5 +1,6 @@
 """The modern recipe's switches: each piece against plain jnp, RoPE's relative positions and its KV cache, Muon's
 leaf assignment on the real preset trees and its singular values, the masks, the wsd schedule, and the defaults."""
+import json
 from dataclasses import replace
 
 import jax
@@ -9,7 +10,7 @@ import optax
 import pytest
 
 from jaxgpt import optim
-from jaxgpt.config import GPTConfig, TrainConfig
+from jaxgpt.config import GPTConfig, TrainConfig, from_dict, to_dict
 from jaxgpt.layers import apply_rope, relu2, rms_norm, soft_cap
 from jaxgpt.model import MultiHeadAttention, init_params
 from jaxgpt.params import count_params
@@ -53,6 +54,14 @@ def test_qk_norm_attention_matches_plain_jnp(attn_scale):
     want = jnp.einsum("bhqk,bkhd,hdc->bqc", wei, v, params["proj"]["kernel"])
     np.testing.assert_allclose(got, want, atol=1e-5)
 
+
+def test_attn_scale_adds_no_parameters_and_a_config_from_before_it_loads():
+    baby = PRESETS["baby"]
+    n = lambda mc: count_params(jax.eval_shape(lambda k: init_params(mc, k), jax.random.PRNGKey(0)))
+    assert n(replace(baby.model, attn_scale=0.25)) == n(baby.model)
+    d = json.loads(json.dumps(to_dict(baby.model, baby.train)))  # as config.json and checkpoints hold it
+    del d["model"]["attn_scale"]
+    assert from_dict(d)[0] == baby.model
 
 def test_rope_scores_depend_on_relative_position_only():
     q, k = (jnp.asarray(RNG.normal(size=(1, 6, 2, 16)), jnp.float32) for _ in range(2))
