@@ -43,7 +43,8 @@ class SelfAttention(nn.Module):
         c = self.config
         qkv = _dense(c, (3, c.n_head, c.head_size), bias=c.qkv_bias, name="qkv")(x)  # (B, T, 3, H, hs)
         drop = lambda w: nn.Dropout(c.dropout)(w, deterministic=deterministic)
-        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], drop, causal=self.causal, scale=c.attn_scale)
+        y = attention(qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2], drop, causal=self.causal,
+                      scale=c.attn_scale)  # (B, T, H, hs)
         return _dense(c, (c.n_embd,), n_in=2, name="proj")(y)  # (B, T, C)
 
 

@@ -63,6 +63,7 @@ def test_attn_scale_adds_no_parameters_and_a_config_from_before_it_loads():
     del d["model"]["attn_scale"]
     assert from_dict(d)[0] == baby.model
 
+
 def test_rope_scores_depend_on_relative_position_only():
     q, k = (jnp.asarray(RNG.normal(size=(1, 6, 2, 16)), jnp.float32) for _ in range(2))
     scores = lambda start: jnp.einsum("bqhd,bkhd->bhqk", apply_rope(q, start + jnp.arange(6)),
