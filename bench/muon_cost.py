@@ -86,9 +86,11 @@ def scale_by_muon_by_shape(momentum: float, ns_steps: int, ns_coeffs: str,
 def _muon_variant(scale_by_muon_fn):
     """optim.muon's signature and chain, with `scale_by_muon_fn(momentum, ns_steps, ns_coeffs, dims)` as its first
     transform."""
-    def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic", weight_decay: float = 0.0):
-        if weight_decay:
-            raise SystemExit(f"the bench's Muon variants run without weight decay, not muon_weight_decay {weight_decay}")
+    def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic", weight_decay: float = 0.0,
+             per_head: bool = False):
+        if weight_decay or per_head:
+            raise SystemExit(f"the bench's Muon variants run without weight decay or per-head matrices, not "
+                             f"muon_weight_decay {weight_decay}, muon_per_head {per_head}")
         dims = optim._masked_dimension_numbers
         return optax.chain(scale_by_muon_fn(momentum, ns_steps, ns_coeffs, dims),
                            scale_by_shape(weight_dimension_numbers=dims), optax.scale_by_learning_rate(learning_rate))

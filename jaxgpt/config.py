@@ -166,6 +166,7 @@ class TrainConfig(_Checked):
     muon_ns_coeffs: str = "quintic"  # quintic: (3.4445, -4.775, 2.0315) every step (Jordan 2024) | polar_express: the
                                      # first muon_ns_steps of Amsel et al. 2025's five per-step sets (modded-nanogpt)
     muon_weight_decay: float = 0.0   # decoupled decay on Muon's matrices, muon lr x this x W a step (Liu et al. 2025)
+    muon_per_head: bool = False      # Newton-Schulz on each head's q, k, v and proj matrix (C x hs), not the C x C whole
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (a scan inside the step)
     eval_interval: int = 500         # steps between estimate_loss calls
     eval_iters: int = 200            # random batches per split in estimate_loss (lecture)

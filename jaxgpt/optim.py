@@ -15,9 +15,12 @@ q, k, v, o matrices. Embeddings, lm_head, gains, biases and LoRA adapters stay w
 one shape into one Newton-Schulz call instead (bench/muon_cost.py) was measured no faster on a 2-core CPU
 (docs/speed.md, issue 24). `TrainConfig.muon_ns_steps` and `muon_ns_coeffs` choose the iteration: the quintic 5
 times (the default, bit for bit optax's) or fewer steps of Polar Express's per-step polynomials; `muon_weight_decay`
-adds decoupled decay to the matrices (docs/speed.md).
+adds decoupled decay to the matrices; `muon_per_head` orthogonalises q, k, v and attention's proj one head at a time
+(C x hs matrices: about a fifth of the whole C x C matrix's work), scaled as the whole matrix (docs/speed.md).
 """
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -35,18 +38,23 @@ _MATRICES = {
     ("proj", "kernel"): None,             # sa (L, H, hs, C) or ffwd (L, 4C, C): all but the last axis are the input
     ("fc", "kernel"): ((1,), (2,)),       # (L, C, 4C)
 }
+# muon_per_head: each head's own matrix, the head axis a batch axis
+_HEAD_MATRICES = {("qkv", "kernel", 5): ((1,), (4,)),   # (C, hs) for each of q, k, v and each head
+                  ("proj", "kernel", 4): ((2,), (3,))}  # sa's (hs, C) for each head
 
 
 def _keys(path) -> tuple:
     return tuple(getattr(k, "key", None) for k in path)
 
 
-def dimension_numbers(path, leaf) -> MuonDimensionNumbers | None:
-    """The (in, out) axes of a Block kernel, or None for a leaf that AdamW trains."""
+def dimension_numbers(path, leaf, per_head: bool = False) -> MuonDimensionNumbers | None:
+    """The (in, out) axes of a Block kernel, or None for a leaf that AdamW trains; `per_head` splits attention's
+    kernels into one matrix per head (TrainConfig.muon_per_head)."""
     keys = _keys(path)
     if not is_layer_stacked(path) or any(a in keys for a in ADAPTERS) or keys[-2:] not in _MATRICES:
         return None
-    axes = _MATRICES[keys[-2:]]
+    axes = _HEAD_MATRICES.get((*keys[-2:], leaf.ndim)) if per_head else None
+    axes = axes or _MATRICES[keys[-2:]]
     if axes is None:
         axes = (tuple(range(1, leaf.ndim - 1)), (leaf.ndim - 1,))
     return MuonDimensionNumbers(reduction_axis=axes[0], output_axis=axes[1])
@@ -58,11 +66,11 @@ def labels(params):
         lambda path, x: "adamw" if dimension_numbers(path, x) is None else "muon", params)
 
 
-def _masked_dimension_numbers(updates):
+def _masked_dimension_numbers(updates, per_head: bool = False):
     """Dimension numbers for the Muon half of a multi_transform: its non-Muon leaves are optax.MaskedNode."""
     is_masked = lambda x: isinstance(x, optax.MaskedNode)
-    return jax.tree_util.tree_map_with_path(lambda path, x: x if is_masked(x) else dimension_numbers(path, x),
-                                            updates, is_leaf=is_masked)
+    return jax.tree_util.tree_map_with_path(
+        lambda path, x: x if is_masked(x) else dimension_numbers(path, x, per_head), updates, is_leaf=is_masked)
 
 
 QUINTIC = (3.4445, -4.775, 2.0315)  # Jordan 2024: every step (optax's default)
@@ -133,19 +141,22 @@ def scale_by_muon_unrolled(beta: float, ns_steps: int, ns_coeffs: str,
 
 
 def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic",
-         weight_decay: float = 0.0) -> optax.GradientTransformation:
+         weight_decay: float = 0.0, per_head: bool = False) -> optax.GradientTransformation:
     """Muon on leaves whose dimension numbers are known (use inside multi_transform with `labels`); `ns_coeffs`
     "quintic" runs QUINTIC `ns_steps` times, "polar_express" the first `ns_steps` sets of POLAR_EXPRESS;
-    `weight_decay` > 0 adds decoupled decay, lr x weight_decay x W (Liu et al. 2025, modded-nanogpt)."""
+    `weight_decay` > 0 adds decoupled decay, lr x weight_decay x W (Liu et al. 2025, modded-nanogpt); `per_head`
+    orthogonalises attention's kernels one head at a time, scaled as the whole matrix would be."""
     return optax.chain(
-        scale_by_muon_unrolled(momentum, ns_steps, ns_coeffs, _masked_dimension_numbers),
+        scale_by_muon_unrolled(momentum, ns_steps, ns_coeffs,
+                               functools.partial(_masked_dimension_numbers, per_head=per_head)),
         scale_by_shape(weight_dimension_numbers=_masked_dimension_numbers),  # sqrt(max(1, fan_out / fan_in))
         *([optax.add_decayed_weights(weight_decay)] if weight_decay else []),
         optax.scale_by_learning_rate(learning_rate))
 
 
 def muon_adamw(muon_lr, momentum: float, adamw: optax.GradientTransformation, ns_steps: int = 5,
-               ns_coeffs: str = "quintic", weight_decay: float = 0.0) -> optax.GradientTransformation:
+               ns_coeffs: str = "quintic", weight_decay: float = 0.0,
+               per_head: bool = False) -> optax.GradientTransformation:
     """Muon at `muon_lr` on the Block matrices, `adamw` (with its own learning rate and masks) on the rest."""
-    return optax.multi_transform({"muon": muon(muon_lr, momentum, ns_steps, ns_coeffs, weight_decay), "adamw": adamw},
-                                 labels)
+    return optax.multi_transform({"muon": muon(muon_lr, momentum, ns_steps, ns_coeffs, weight_decay, per_head),
+                                  "adamw": adamw}, labels)

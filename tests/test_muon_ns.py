@@ -1,7 +1,7 @@
-"""Muon's switches (`TrainConfig.muon_ns_steps`, `muon_ns_coeffs`, `muon_weight_decay`, issue 24): the default is
-optax's quintic, bit for bit; Polar Express equals a plain-jnp version of modded-nanogpt's and runs unrolled; the
-weight decay equals lr x wd x W; bad values are refused; a config.json from before the switches loads with the
-defaults."""
+"""Muon's switches (`TrainConfig.muon_ns_steps`, `muon_ns_coeffs`, `muon_weight_decay`, `muon_per_head`, issue 24):
+the default is optax's quintic, bit for bit; Polar Express equals a plain-jnp version of modded-nanogpt's and runs
+unrolled; the weight decay equals lr x wd x W; per-head Muon orthogonalises each head's matrix; bad values are
+refused; a config.json from before the switches loads with the defaults."""
 import json
 from dataclasses import replace
 
@@ -98,11 +98,12 @@ def test_bad_values_are_refused_by_name(sets, bad):
 def test_a_config_from_before_the_switches_loads_with_the_default():
     preset = get_preset("baby")
     d = json.loads(json.dumps(to_dict(preset.model, preset.train)))  # as config.json and checkpoints hold it
-    del d["train"]["muon_ns_steps"], d["train"]["muon_ns_coeffs"], d["train"]["muon_weight_decay"]
+    for key in ("muon_ns_steps", "muon_ns_coeffs", "muon_weight_decay", "muon_per_head"):
+        del d["train"][key]
     mc, tc = from_dict(d)
-    assert (tc.muon_ns_steps, tc.muon_ns_coeffs, tc.muon_weight_decay) == (5, "quintic", 0.0)
+    assert (tc.muon_ns_steps, tc.muon_ns_coeffs, tc.muon_weight_decay, tc.muon_per_head) == (5, "quintic", 0.0, False)
     assert (mc, tc) == (preset.model, replace(preset.train, muon_ns_steps=5, muon_ns_coeffs="quintic",
-                                              muon_weight_decay=0.0))
+                                              muon_weight_decay=0.0, muon_per_head=False))
 
 
 @pytest.mark.parametrize("steps, coeffs", [(5, "quintic"), (4, "quintic"), (3, "polar_express"), (1, "polar_express")])
@@ -145,3 +146,27 @@ def test_muon_weight_decay_is_lr_times_decay_times_the_weights():
         want = np.asarray(b) - lr * wd * np.asarray(w) if label == "muon" else np.asarray(b)  # AdamW's untouched
         np.testing.assert_allclose(a, want, atol=1e-7, rtol=1e-6)
     assert sum(label == "muon" for label in jax.tree.leaves(labels)) == 4
+
+
+def test_per_head_muon_orthogonalises_each_head_and_keeps_the_state():
+    """muon_per_head: each head's (C, hs) slice of q, k, v and (hs, C) slice of attention's proj is its own matrix
+    (plain-jnp Polar Express of that slice, scaled as the whole C x C matrix: 1); the feed-forward's are unchanged;
+    the optimizer state is the one without the switch, so checkpoints load either way."""
+    params, grads = baby_trees(2)
+    whole, per_head = (optim.muon_adamw(1.0, 0.0, optax.adamw(1e-3), 3, "polar_express", per_head=h)
+                       for h in (False, True))  # momentum 0: the update is NS(g)
+    u_whole, _ = jax.jit(whole.update)(grads, whole.init(params), params)
+    u, _ = jax.jit(per_head.update)(grads, per_head.init(params), params)
+    q, gq = u["blocks"]["sa"]["qkv"]["kernel"], grads["blocks"]["sa"]["qkv"]["kernel"]  # (L, C, 3, H, hs)
+    for i, j, h in [(0, 0, 0), (1, 1, 2), (3, 2, 3)]:
+        np.testing.assert_allclose(-q[i, :, j, h], polar_express(jnp.asarray(gq[i, :, j, h]), 3), atol=1e-5, rtol=0)
+    p, gp = u["blocks"]["sa"]["proj"]["kernel"], grads["blocks"]["sa"]["proj"]["kernel"]  # (L, H, hs, C)
+    for i, h in [(0, 1), (2, 3)]:
+        np.testing.assert_allclose(-p[i, h], polar_express(jnp.asarray(gp[i, h]), 3), atol=1e-5, rtol=0)
+    for name in ("fc", "proj"):
+        np.testing.assert_array_equal(u["blocks"]["ffwd"][name]["kernel"], u_whole["blocks"]["ffwd"][name]["kernel"])
+    assert not np.allclose(q, u_whole["blocks"]["sa"]["qkv"]["kernel"], atol=1e-3)
+    s_whole, s_head = whole.init(params), per_head.init(params)
+    assert jax.tree.structure(s_head) == jax.tree.structure(s_whole)
+    for a, b in zip(jax.tree.leaves(s_head), jax.tree.leaves(s_whole)):
+        np.testing.assert_array_equal(a, b)
