@@ -1,17 +1,17 @@
 """Muon's cost per training step: jaxgpt's Muon (its own Newton-Schulz, unrolled, per leaf, wide matrices in Gram
-form) against the plain iteration on every leaf (jaxgpt's before the Gram form), optax's Newton-Schulz (jaxgpt's
+form) against the plain iteration on every matrix (jaxgpt's before the Gram form), optax's Newton-Schulz (jaxgpt's
 before 2026-12-07: a lax.scan over a per-step table such as Polar Express's) and Newton-Schulz batched by matrix
 shape (`baby`: 2 batched calls, 16 x 128x128 and 8 x 128x512, instead of 4, one per leaf; tests/test_muon_batched.py
-checks it equals jaxgpt's within 1e-5), all against AdamW, on the same preset, interleaved in one process (issue 24).
+checks these equal jaxgpt's within 1e-5), all against AdamW, on the same preset, interleaved in one process (issue 24).
 
     python bench/muon_cost.py                        # baby: jaxgpt, plain NS, optax's NS, batched, adamw
     python bench/muon_cost.py --preset baby --repeats 9 --set scan_layers=true
 
-Each variant is its own fresh `jax.jit` of `training.train_steps` (the others traced while `optim.muon` is
-swapped for `plain_muon`, `optax_muon` or `batched_muon`), compiled first, then timed A B C D E A B C D E ...,
-`steps_per_call` steps a call, stopped once the loss is on the host. Prints median ms/step [range] and the ratio to
-AdamW (the issue's overhead), the same for process CPU time (on a shared machine the steadier of the two), and each
-variant over jaxgpt's, paired per repeat.
+Each variant is its own fresh `jax.jit` of `training.train_steps` (the others traced while `optim.newton_schulz` is
+swapped for `plain_newton_schulz` or `optim.muon` for `optax_muon` or `batched_muon`), compiled first, then timed
+A B C D E A B C D E ..., `steps_per_call` steps a call, stopped once the loss is on the host. Prints median ms/step
+[range] and the ratio to AdamW (the issue's overhead), the same for process CPU time (on a shared machine the
+steadier of the two), and each variant over jaxgpt's, paired per repeat.
 """
 from __future__ import annotations
 
@@ -45,10 +45,19 @@ def newton_schulz(x, coeffs):
     return x
 
 
-def orthogonalize_by_shape(updates, dims, coeffs, by_shape: bool = True):
+def plain_newton_schulz(x, dims, coeffs):
+    """optim.newton_schulz before its Gram form (2026-12-07): the plain iteration on every matrix, wide ones too."""
+    reshape, inverse = _compute_muon_reshape(x, dims)
+    m = reshape(x)  # (N, fan_in, fan_out)
+    flip = m.shape[1] > m.shape[2]
+    m = jnp.swapaxes(m, 1, 2) if flip else m
+    m = newton_schulz(m / (jnp.linalg.norm(m, axis=(1, 2), keepdims=True) + 1e-8), coeffs)
+    return inverse(jnp.swapaxes(m, 1, 2) if flip else m)
+
+
+def orthogonalize_by_shape(updates, dims, coeffs):
     """Newton-Schulz (`coeffs`: optim.ns_table) on every matrix of `updates` (leaves split into matrices by `dims`,
-    a tree of MuonDimensionNumbers), one batched iteration per (m, n) shape with the short side first; with
-    by_shape=False one per leaf, the plain iteration on every leaf (optim.newton_schulz before its Gram form)."""
+    a tree of MuonDimensionNumbers), one batched iteration per (m, n) shape with the short side first."""
     leaves, treedef = jax.tree.flatten(updates)
     dim_list = jax.tree.leaves(dims, is_leaf=lambda d: isinstance(d, MuonDimensionNumbers))
     mats, undo, groups = [], [], {}
@@ -58,7 +67,7 @@ def orthogonalize_by_shape(updates, dims, coeffs, by_shape: bool = True):
         flip = m.shape[1] > m.shape[2]
         mats.append(jnp.swapaxes(m, 1, 2) if flip else m)
         undo.append((inverse, flip))
-        groups.setdefault(mats[-1].shape[1:] if by_shape else len(mats), []).append(len(mats) - 1)
+        groups.setdefault(mats[-1].shape[1:], []).append(len(mats) - 1)
     out = [None] * len(mats)
     for idx in groups.values():
         sizes = np.cumsum([mats[i].shape[0] for i in idx])[:-1]
@@ -69,8 +78,8 @@ def orthogonalize_by_shape(updates, dims, coeffs, by_shape: bool = True):
                                         for o, (inv, flip) in zip(out, undo)])
 
 
-def scale_by_muon_by_shape(momentum: float, ns_steps: int, ns_coeffs: str, dimension_numbers,
-                           by_shape: bool = True) -> optax.GradientTransformation:
+def scale_by_muon_by_shape(momentum: float, ns_steps: int, ns_coeffs: str,
+                           dimension_numbers) -> optax.GradientTransformation:
     """optax's scale_by_muon (Nesterov, its state unchanged, so old checkpoints restore) with its Newton-Schulz
     batched by shape: optax runs with ns_steps=0 (momentum and Frobenius normalisation per matrix), then
     `orthogonalize_by_shape` runs optim.ns_table(ns_steps, ns_coeffs)."""
@@ -79,7 +88,7 @@ def scale_by_muon_by_shape(momentum: float, ns_steps: int, ns_coeffs: str, dimen
 
     def update(updates, state, params=None):
         normalised, state = inner.update(updates, state, params)
-        return orthogonalize_by_shape(normalised, dimension_numbers(normalised), coeffs, by_shape), state
+        return orthogonalize_by_shape(normalised, dimension_numbers(normalised), coeffs), state
 
     return optax.GradientTransformation(inner.init, update)
 
@@ -100,8 +109,6 @@ def _muon_variant(scale_by_muon_fn):
 
 # jaxgpt's Muon with its Newton-Schulz batched by shape
 batched_muon = _muon_variant(scale_by_muon_by_shape)
-# jaxgpt's Muon before the Gram form (2026-12-07): the plain iteration on every leaf, wide ones included
-plain_muon = _muon_variant(lambda *args: scale_by_muon_by_shape(*args, by_shape=False))
 # jaxgpt's Muon before 2026-12-07: optax's own Newton-Schulz (a lax.scan over a per-step table such as Polar Express's)
 optax_muon = _muon_variant(lambda momentum, ns_steps, ns_coeffs, dims: scale_by_muon(
     beta=momentum, nesterov=True, weight_dimension_numbers=dims, **optim.optax_ns_args(ns_steps, ns_coeffs)))
@@ -127,15 +134,15 @@ def main(argv: list[str] | None = None) -> None:
 
     spec = " ".join([a.preset, *a.set])
     runs = {"muon (jaxgpt, NS per leaf)": build(spec, 65, fresh_step())}
-    own = optim.muon
-    variants = (("muon, plain NS per leaf", plain_muon), ("muon, optax's NS per leaf", optax_muon),
-                ("muon, NS batched by shape", batched_muon))
-    for name, variant in variants:
-        optim.muon = variant
+    variants = (("muon, plain NS per leaf", "newton_schulz", plain_newton_schulz),
+                ("muon, optax's NS per leaf", "muon", optax_muon), ("muon, NS batched by shape", "muon", batched_muon))
+    for name, attr, variant in variants:
+        own = getattr(optim, attr)
+        setattr(optim, attr, variant)
         try:  # traced and compiled by build's first call, so the swap only lasts that long
             runs[name] = build(spec, 65, fresh_step())
         finally:
-            optim.muon = own
+            setattr(optim, attr, own)
     runs["adamw"] = build(spec + " optimizer=adamw", 65, fresh_step())
     times, cpu = {name: [] for name in runs}, {name: [] for name in runs}
     for _ in range(a.repeats):
@@ -149,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         med = statistics.median(ts)
         print(f"  {name:28s} {med:7.2f} [{min(ts):.2f}-{max(ts):.2f}]  x{med / base:.3f}   process CPU "
               f"{statistics.median(cpu[name]):7.2f} x{statistics.median(cpu[name]) / statistics.median(cpu['adamw']):.3f}")
-    for name, _ in variants:
+    for name, _, _ in variants:
         paired = [b / p for b, p in zip(times[name], times["muon (jaxgpt, NS per leaf)"])]
         print(f"  {name} / jaxgpt's, paired per repeat: median {statistics.median(paired):.3f} "
               f"[{min(paired):.3f}-{max(paired):.3f}]")
