@@ -90,7 +90,8 @@ PRESETS["baby"] = Preset(
     "The character model (the lecture's unit: a token per character, 65 in Tiny Shakespeare): nanogpt-cpu's shape, "
     "batch, cosine schedule and 3600 steps with Muon (lr 0.0125, momentum 0.9, three Polar Express steps) on the "
     "Block matrices, rotary positions, RMSNorm, QK-norm, ReLU^2, zero-initialised projections and an untied head: "
-    "val loss 1.5157 in 3600 steps (Intel Xeon; nanogpt-cpu's recipe 1.6356 in the same tokens, docs/speed.md).",
+    "val loss 1.5201 in 3600 steps (Intel Xeon, 2026-12-07; nanogpt-cpu's recipe 1.6358 in the same tokens, "
+    "docs/speed.md).",
     replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=False),
     replace(PRESETS["nanogpt-cpu"].train, optimizer="muon", muon_lr=0.0125, muon_momentum=0.9,
             muon_ns_coeffs="polar_express", muon_ns_steps=3))
