@@ -29,7 +29,9 @@ from cpu_class import cpu_class  # noqa: E402
 
 
 def op_times(trace_dir: str) -> collections.Counter:
-    """Nanoseconds per thunk kind on XLA's worker threads (the executor's own wrappers left out)."""
+    """Nanoseconds per thunk kind on XLA's worker threads (the executor's own wrappers left out), outermost events
+    only: a wait inside a dot (`SlinkyThreadPool::Await`, its thread waiting for the other's share) is the dot's time,
+    and counts as a kind of its own only where no op encloses it."""
     from jax.profiler import ProfileData
 
     total = collections.Counter()
@@ -38,9 +40,13 @@ def op_times(trace_dir: str) -> collections.Counter:
             for line in plane.lines:
                 if "XLAEigen" not in line.name:
                     continue
-                for ev in line.events:
-                    if not ev.name.startswith(("ThunkExecutor", "end: ", "ThreadpoolListener")):
-                        total[re.sub(r"\.\d+$", "", ev.name)] += ev.duration_ns
+                events = sorted((ev.start_ns, -ev.duration_ns, ev.name) for ev in line.events
+                                if not ev.name.startswith(("ThunkExecutor", "end: ", "ThreadpoolListener")))
+                covered = 0  # end of the outermost event so far: one starting before it is nested
+                for start, minus_duration, name in events:
+                    if start >= covered:
+                        total[re.sub(r"\.\d+$", "", name)] += -minus_duration
+                        covered = start - minus_duration
     return total
 
 

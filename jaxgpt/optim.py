@@ -17,7 +17,7 @@ one shape into one Newton-Schulz call instead (bench/muon_cost.py) was measured 
 times (the default, bit for bit optax's on square matrices; a wide one runs the same polynomial on its Gram matrix,
 `newton_schulz`) or fewer steps of Polar Express's per-step polynomials; `muon_weight_decay` adds decoupled decay to
 the matrices; `muon_per_head` orthogonalises q, k, v and attention's proj one head at a time (C x hs matrices: about
-a fifth of the whole C x C matrix's work), scaled as the whole matrix (docs/speed.md).
+a quarter of the whole C x C matrix's time), scaled as the whole matrix (docs/speed.md).
 """
 from __future__ import annotations
 
