@@ -1,14 +1,13 @@
 """Orbax checkpoints of a run: the whole TrainState plus what it takes to rebuild the run without its command.
 
 Layout: `<out-dir>/checkpoints/<step>/` holds three Orbax items, so a reader loads only what it needs:
-  params  the model parameters (all that sampling reads)
-  train   the optimizer state, the step and the training key
+  params  the model parameters (all that sampling reads): with TrainConfig.ema_decay > 0 their moving average
+  train   the optimizer state, the step and the training key (and, with a moving average, the live params)
   meta    JSON: the effective config, the tokenizer's characters, the data source, val loss, fingerprints
 Orbax writes each step into a `*.orbax-checkpoint-tmp-*` folder and renames it when complete, so a kill leaves
 either a whole step or a temp folder that no reader looks at. It does not checksum: a flipped byte reads back as a
-wrong number. So `meta` carries a fingerprint of each array item, taken on the device at save time and checked
-on every restore; a step that fails to read or to match is skipped with a warning (resume) or refused (explicit
---step).
+wrong number. So `meta` carries a fingerprint of each array item, taken on the device at save time and checked on
+every restore; a step that fails to read or to match is skipped with a warning (resume) or refused (--step N).
 """
 from __future__ import annotations
 
@@ -33,7 +32,7 @@ from .errors import CheckpointError
 from .model import init_params
 from .ngram import FILE as NGRAM_FILE
 from .params import Params, mismatch_error, mismatches
-from .training import TrainState, create_state
+from .training import TrainState, create_state, eval_params
 
 CKPT_DIR = "checkpoints"
 BROKEN_DIR = "checkpoints.broken"   # unreadable steps newer than the one resumed are moved here, never deleted
@@ -106,12 +105,13 @@ def save(mgr: ocp.CheckpointManager, state: TrainState, meta: dict, val_loss: fl
          data: dict | None = None) -> None:
     """Start an asynchronous save of `state` at its step (and the loader's `data` state, in the same step);
     returns once the arrays are copied off the device."""
-    step = int(state.step)
-    train = {"opt_state": state.opt_state, "step": state.step, "key": state.key}
+    step, shown = int(state.step), eval_params(state)
+    train = {"opt_state": state.opt_state, "step": state.step, "key": state.key,
+             **({} if state.ema is None else {"params": state.params})}
     meta = {**meta, "step": step, "val_loss": val_loss,
-            "fingerprint": {"params": fingerprint(state.params), "train": fingerprint(train)}}
+            "fingerprint": {"params": fingerprint(shown), "train": fingerprint(train)}}
     mgr.save(step, force=True, metrics=None if val_loss is None else {"val_loss": val_loss},
-             args=ocp.args.Composite(params=ocp.args.StandardSave(state.params),
+             args=ocp.args.Composite(params=ocp.args.StandardSave(shown),
                                      train=ocp.args.StandardSave(train), meta=ocp.args.JsonSave(meta),
                                      **({} if data is None else {"data": ocp.args.JsonSave(data)})))
 
@@ -161,9 +161,10 @@ def restore_step(mgr, step: int, target: TrainState | None = None, params_only: 
         mc, tc = cfg.from_dict(meta["config"])
         target = abstract_params(mc) if params_only else abstract_state(mc, tc)
     target = sharding.with_shardings(target)  # onto this run's devices, whatever devices wrote the step
-    items = {"params": target if params_only else target.params}
+    items = {"params": target if params_only else eval_params(target)}
     if not params_only:
-        items["train"] = {"opt_state": target.opt_state, "step": target.step, "key": target.key}
+        items["train"] = {"opt_state": target.opt_state, "step": target.step, "key": target.key,
+                          **({} if target.ema is None else {"params": target.params})}
     # Orbax refuses a target of another shape with the same kind of error as a damaged file, which would send a
     # resume back to an older step: name what does not fit instead.
     try:
@@ -183,8 +184,8 @@ def restore_step(mgr, step: int, target: TrainState | None = None, params_only: 
                                   f"fingerprint written with it (damaged on disk)")
     if params_only:
         return got["params"], meta
-    train = got["train"]
-    return TrainState(params=got["params"], opt_state=train["opt_state"], step=train["step"], key=train["key"]), meta
+    train = {"params": got["params"], **got["train"]}  # the live params are in train when params is their average
+    return TrainState(**train, ema=None if target.ema is None else got["params"]), meta
 
 
 def first_readable(mgr, steps, read: Callable[[int], object], log: Callable[[str], None] | None = print):
@@ -218,8 +219,7 @@ def set_aside(out_dir: Path, steps: list[int], log=print) -> None:
     for step in steps:
         dest = Path(out_dir) / BROKEN_DIR / str(step)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        if dest.exists():
-            shutil.rmtree(dest)
+        shutil.rmtree(dest, ignore_errors=True)  # an older copy of the same step
         shutil.move(str(Path(out_dir) / CKPT_DIR / str(step)), dest)
         log(f"moved unreadable checkpoint step {step} to {dest}")
 

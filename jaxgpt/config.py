@@ -167,6 +167,9 @@ class TrainConfig(_Checked):
                                      # first muon_ns_steps of Amsel et al. 2025's five per-step sets (modded-nanogpt)
     muon_weight_decay: float = 0.0   # decoupled decay on Muon's matrices, muon lr x this x W a step (Liu et al. 2025)
     muon_per_head: bool = False      # Newton-Schulz on each head's q, k, v and proj matrix (C x hs), not the C x C whole
+    ema_decay: float = 0.0           # > 0: runs evaluate, save and sample a moving average of the params, each step
+                                     # e <- d e + (1 - d) params, d = min(ema_decay, (1 + t) / (10 + t)) (Polyak
+                                     # averaging; TensorFlow's num_updates rule, about the last t / 9 steps)
     gradient_accumulation_steps: int = 1  # micro-batches per optimizer step (a scan inside the step)
     eval_interval: int = 500         # steps between estimate_loss calls
     eval_iters: int = 200            # random batches per split in estimate_loss (lecture)
@@ -211,6 +214,7 @@ class TrainConfig(_Checked):
         _check_range(self, "beta2", 0.0, 1.0, open_high=True)
         _check_range(self, "weight_decay", 0.0)
         _check_range(self, "grad_clip", 0.0)
+        _check_range(self, "ema_decay", 0.0, 1.0, open_high=True)
 
 
 # ---------------------------------------------------------------------------------------------------- overrides

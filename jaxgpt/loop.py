@@ -29,7 +29,7 @@ from .params import count_params, merge_params, mismatch_error, mismatches
 from .progress import OnEvent, Progress, Signals
 from .rundir import MetricsLog, Run, check_out_dir, prepare, with_bpc, write_run_files
 from .sampling import generate
-from .training import create_state, make_keys, train_steps_jit
+from .training import create_state, eval_params, make_keys, train_steps_jit
 from .viz import save_loss_png
 
 class Interrupted(Exception):
@@ -144,10 +144,10 @@ def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_e
     tc, step, record = run.train, int(state.step), {}
     if restored is None:  # step 0: a checkpoint exists from the start, so any kill is resumable
         on_event("before-first-checkpoint", step=0)
-        record = evaluations(state.params, 0)
+        record = evaluations(eval_params(state), 0)
         _save(mgr, state, meta, record["val_loss"], on_event, evaluations.feed)
     elif step % tc.eval_interval == 0 and step not in evaluations.metrics_log.steps:
-        record = evaluations(state.params, step)
+        record = evaluations(eval_params(state), step)
     for n in chunk_sizes(step, tc):
         state, metrics = train_steps_jit(state, evaluations.feed.train(step, n), run.model, tc, n)
         progress.after_call(metrics, n)
@@ -157,7 +157,7 @@ def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_e
             progress.drain()  # raises NumericalError before a non-finite state is saved
             if step == tc.max_iters:
                 on_event("final-full-pass", step=step)
-            record = evaluations(state.params, step) if evaluating else record
+            record = evaluations(eval_params(state), step) if evaluating else record
             _save(mgr, state, meta, record["val_loss"] if evaluating else None, on_event, evaluations.feed)
         if signals.signum is not None:
             break
@@ -245,7 +245,7 @@ def _finish(run: Run, state, tokenizer: CharTokenizer | HFTokenizer, step: int, 
         save_loss_png(run.out_dir)  # loss.png when matplotlib (the optional viz extra) is installed
     if tc.sample_chars and signum is None:
         newline = tokenizer.start_id()
-        out = generate(state.params, mc, jnp.array([[newline]]), tc.sample_chars, make_keys(tc.seed)["sample"])
+        out = generate(eval_params(state), mc, jnp.array([[newline]]), tc.sample_chars, make_keys(tc.seed)["sample"])
         log("-" * 40 + "\n" + tokenizer.decode(sharding.fetch(out)[0, 1:]) + "\n" + "-" * 40)
     log(done_message(run.out_dir, f"step {step}"))
 

@@ -29,11 +29,24 @@ from .sharding import constrain_batch
 @flax.struct.dataclass
 class TrainState:
     """Everything training changes, as one pytree (so it jits, vmaps, shards and checkpoints whole):
-    params, the AdamW state, the step and the training key. Built by `create_state`."""
+    params, the AdamW state, the step, the training key and the params' moving average. Built by `create_state`."""
     params: Any
     opt_state: Any
     step: jax.Array      # () int32, optimizer steps taken
     key: jax.Array       # (2,) uint32, the training key: batches and dropout fold in the step
+    ema: Any = None      # the params' moving average when TrainConfig.ema_decay > 0: what the run evaluates
+
+
+def eval_params(state: TrainState):
+    """The params a run evaluates, saves as its model and samples from: the moving average when there is one."""
+    return state.params if state.ema is None else state.ema
+
+
+def ema_decay(tc: TrainConfig, step: jax.Array) -> jax.Array:
+    """The moving average's decay at a step: min(ema_decay, (1 + t) / (10 + t)), so early steps are not
+    remembered from initialisation (TensorFlow's ExponentialMovingAverage with num_updates)."""
+    t = jnp.asarray(step, jnp.float32)
+    return jnp.minimum(tc.ema_decay, (1.0 + t) / (10.0 + t))
 
 
 def lr_schedule(tc: TrainConfig, scale: float = 1.0):
@@ -101,7 +114,7 @@ def create_state(mc: GPTConfig, tc: TrainConfig, params: Params | None = None,
     keys = make_keys(tc.seed if key is None else key)
     params = init_params(mc, keys["init"]) if params is None else jax.tree.map(jnp.copy, params)
     return TrainState(params=params, opt_state=make_optimizer(mc, tc).init(params), step=jnp.zeros((), jnp.int32),
-                      key=keys["train"])
+                      key=keys["train"], ema=jax.tree.map(jnp.copy, params) if tc.ema_decay > 0 else None)
 
 
 def train_step(state: TrainState, data: jax.Array | tuple[jax.Array, jax.Array], mc: GPTConfig,
@@ -137,8 +150,12 @@ def train_step(state: TrainState, data: jax.Array | tuple[jax.Array, jax.Array],
 
     updates, opt_state = make_optimizer(mc, tc).update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
+    ema = state.ema
+    if ema is not None:
+        d = ema_decay(tc, state.step)
+        ema = jax.tree.map(lambda e, p: d * e + (1.0 - d) * p, ema, params)
     metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr_schedule(tc)(state.step)}
-    return state.replace(params=params, opt_state=opt_state, step=state.step + 1), metrics
+    return state.replace(params=params, opt_state=opt_state, step=state.step + 1, ema=ema), metrics
 
 
 def train_steps(state: TrainState, data: jax.Array | tuple[jax.Array, jax.Array], mc: GPTConfig, tc: TrainConfig,
