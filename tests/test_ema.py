@@ -7,10 +7,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import PartitionSpec as P
 
 from _runs import argv, final_state, records, text_file
 from conftest import TINY, TINY_TRAIN
 from jaxgpt import checkpoint as ckpt
+from jaxgpt import sharding
 from jaxgpt.cli import train_main
 from jaxgpt.config import ConfigError, TrainConfig, from_dict, to_dict
 from jaxgpt.data import CharTokenizer, train_val_split
@@ -56,8 +58,18 @@ def test_a_config_from_before_the_switch_loads_without_an_average():
     preset = get_preset("baby")
     d = json.loads(json.dumps(to_dict(preset.model, preset.train)))
     del d["train"]["ema_decay"]
-    assert from_dict(d) == (preset.model, preset.train) and preset.train.ema_decay == 0.0
+    assert preset.train.ema_decay > 0 and from_dict(d) == (preset.model, replace(preset.train, ema_decay=0.0))
     assert jax.eval_shape(lambda: create_state(TINY, TINY_TRAIN)).ema is None  # old run folders: the same state
+
+
+def test_fsdp_splits_the_average_as_it_splits_the_params():
+    """state_shardings reads each leaf's path: the average's leaves (paths under .ema) get their param's split."""
+    state = jax.eval_shape(lambda: create_state(TINY, replace(TINY_TRAIN, ema_decay=0.9)))
+    specs = {jax.tree_util.keystr(path): sharding.param_spec(path, x.shape, 8)
+             for path, x in jax.tree_util.tree_leaves_with_path(state)}
+    params = {k.removeprefix(".params"): v for k, v in specs.items() if k.startswith(".params")}
+    ema = {k.removeprefix(".ema"): v for k, v in specs.items() if k.startswith(".ema")}
+    assert ema == params and any(spec != P() for spec in params.values())
 
 
 @pytest.fixture(scope="module")
