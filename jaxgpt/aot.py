@@ -200,7 +200,8 @@ def cost(compiled) -> dict[str, float]:
 
 
 def state_bytes(compiled, abstract) -> int:
-    """Per-device bytes of the state's parameters, Adam moments and moving average under the compiled program's input shardings."""
+    """Per-device bytes of the state's parameters, Adam moments and moving average (if any) under the compiled
+    program's input shardings."""
     shardings = compiled.input_shardings[0][0]
     sizes = jax.tree.map(lambda x, s: int(np.prod(s.shard_shape(x.shape))) * x.dtype.itemsize, abstract, shardings)
     return sum(jax.tree.leaves((sizes.params, sizes.opt_state, sizes.ema)))

@@ -50,6 +50,7 @@ def configs(draw):
                   learning_rate=draw(st.floats(1e-8, 10.0)), cooldown_frac=draw(st.floats(1e-3, 1.0)),
                   muon_lr=draw(st.floats(1e-6, 1.0)), muon_momentum=draw(st.floats(0.0, 0.999)),
                   muon_weight_decay=draw(st.floats(0.0, 0.999)),  # below 1 / muon_lr
+                  ema_decay=draw(st.floats(0.0, 0.999)),
                   bpe_vocab_size=draw(st.integers(256, 2 ** 32)), muon_ns_steps=draw(st.integers(1, 5)))
     if not values["proj"]:  # the lecture's Linear-ReLU feed-forward keeps n_embd wide
         values["ffwd_mult"] = 1
