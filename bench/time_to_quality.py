@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -60,11 +61,16 @@ def run_budgeted(preset: str, budget_s: float | None, seed: int, sets: list[str]
         if proc.returncode:
             raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
         records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-        train = json.loads((Path(tmp) / "run" / "config.json").read_text())["train"]
+        config = json.loads((Path(tmp) / "run" / "config.json").read_text())
+    train, tokens_per_step = config["train"], config["train"]["batch_size"] * config["model"]["block_size"]
+    rates = sorted(r["tokens_per_s"] for r in records[1:] if r.get("tokens_per_s"))  # per interval between evals
+    plan = re.search(r"time budget \S+ s: ([\d.]+) ms/step, .*\(predicted (\d+) s\)", proc.stdout)
     return {"preset": preset, "seed": seed, "sets": sets, "budget_s": budget_s and round(budget_s, 1),
-            "wall_s": round(wall, 1),
-            "max_iters": train["max_iters"], "val_loss_full": records[-1].get("val_loss_full"),
-            "val_bpc_full": records[-1].get("val_bpc_full")}
+            "wall_s": round(wall, 1), "max_iters": train["max_iters"],
+            # the planner's step time and predicted wall; the median step time between evaluations (one included)
+            **({"plan_ms": float(plan[1]), "predicted_s": int(plan[2])} if plan else {}),
+            "ran_ms": rates and round(1e3 * tokens_per_step / rates[len(rates) // 2], 1),
+            "val_loss_full": records[-1].get("val_loss_full"), "val_bpc_full": records[-1].get("val_bpc_full")}
 
 
 def parse_arm(text: str) -> tuple[str, str, list[str]]:
