@@ -1,33 +1,39 @@
 """`train.py --time-budget 5m`: choose max_iters so the whole command ends within a wall-clock budget.
 
 Before config.json and the step-0 checkpoint are written, `fit_to_budget` runs on a throw-away copy of the fresh
-state everything the run will do once compiled: a few training calls, an evaluation, the final full pass and the
-closing sample. The first of each pays its compilation, so the real run finds them compiled (same shapes) and the
-estimate errs long; only the training call compiles again (max_iters and lr_decay_iters are part of its program),
-which the plan counts once, and max_iters is a multiple of steps_per_call so no other call length compiles.
+state everything the run will do once compiled: a few training calls, two evaluations, two checkpoint saves (to a
+temporary folder), the final full pass and the closing sample. The first of each pays its compilation or set-up, so
+the real run finds them compiled (same shapes): each of its evaluations and saves is counted at the second one's
+time, and the final pass and sample, which run once, with their compilation (the estimate errs long by that). Only
+the training call compiles again (max_iters and lr_decay_iters are part of its program), which the plan counts once,
+and max_iters is a multiple of steps_per_call so no other call length compiles.
 From the time already spent (counted from the process start), the time per step and the fixed costs it fixes
 `max_iters` and `lr_decay_iters`; they go into config.json and every checkpoint like any other field, so
 `--resume` continues the same schedule and never re-times. The clock is a parameter so tests can inject one.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
+import tempfile
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import checkpoint as ckpt
 from . import sharding
 from .errors import RunError, UsageError
 from .rundir import Run
 from .sampling import generate
 from .training import estimate_loss, evaluate_full, make_keys, train_steps_jit
 
-MARGIN = 0.05        # share of the budget kept free: checkpoint writes, loss.png, process exit, clock noise
+MARGIN = 0.05        # share of the budget kept free: loss.png, process exit, clock noise
 TIMED_CALLS = 2      # compiled training calls timed after the one that compiles
 
 
@@ -59,26 +65,32 @@ class Timing:
     elapsed: float      # from the command's start to the end of timing
     step: float         # one optimizer step, compiled
     compile: float      # compiling the training call (the real run compiles it once more, for its max_iters)
-    evaluation: float   # one estimate_loss of both splits (its first call, compilation included)
+    evaluation: float   # one compiled estimate_loss of both splits (the first call's compile is in elapsed)
+    save: float         # one checkpoint save until written, after the first (orbax's set-up is in elapsed)
     final: float        # the final full pass plus the closing sample (first calls, compilation included)
 
 
-def plan_max_iters(budget_s: float, timing: Timing, eval_interval: int, steps_per_call: int = 1) -> int:
-    """The largest max_iters whose predicted run (evaluations at 0, every eval_interval and the end, then the final
-    pass and sample) ends by (1 - MARGIN) * budget_s, rounded down to whole calls of steps_per_call; 0 when not
-    even one call fits. A bisection: the prediction grows with max_iters."""
+def plan_max_iters(budget_s: float, timing: Timing, eval_interval: int, ckpt_interval: int,
+                   steps_per_call: int = 1) -> int:
+    """The largest max_iters whose predicted run (evaluations at 0, every eval_interval and the end, saves at those
+    and every ckpt_interval, then the final pass and sample) ends by (1 - MARGIN) * budget_s, rounded down to whole
+    calls of steps_per_call; 0 when not even one call fits. A bisection: the prediction grows with max_iters."""
     limit = (1.0 - MARGIN) * budget_s
     lo, hi = 0, max(int((limit - timing.elapsed) / timing.step) + 1, 1)  # hi steps alone would overrun
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if predicted_s(mid, timing, eval_interval) <= limit else (lo, mid - 1)
+        lo, hi = (mid, hi) if predicted_s(mid, timing, eval_interval, ckpt_interval) <= limit else (lo, mid - 1)
     return lo - lo % steps_per_call
 
 
-def predicted_s(max_iters: int, timing: Timing, eval_interval: int) -> float:
-    """The run's predicted wall time from the command's start, for `max_iters` steps."""
+def predicted_s(max_iters: int, timing: Timing, eval_interval: int, ckpt_interval: int) -> float:
+    """The run's predicted wall time from the command's start, for `max_iters` steps (loop._steps' schedule)."""
     n_evals = 1 + max_iters // eval_interval + (max_iters % eval_interval != 0)
-    return timing.elapsed + timing.compile + max_iters * timing.step + n_evals * timing.evaluation + timing.final
+    n_saves = (1 + max_iters // eval_interval + max_iters // ckpt_interval
+               - max_iters // math.lcm(eval_interval, ckpt_interval) + (max_iters % eval_interval != 0
+                                                                         and max_iters % ckpt_interval != 0))
+    return (timing.elapsed + timing.compile + max_iters * timing.step + n_evals * timing.evaluation
+            + n_saves * timing.save + timing.final)
 
 
 def measure(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, clock: Callable[[], float]) -> Timing:
@@ -95,9 +107,13 @@ def measure(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, clo
         copy, metrics = train_steps_jit(copy, splits["train"], mc, tc, tc.steps_per_call)
         jax.block_until_ready(metrics)
     t1 = clock()
-    with sharding.mesh_context(mesh):
+    with sharding.mesh_context(mesh):  # twice: the first compiles, and every evaluation of the real run is compiled
+        jax.block_until_ready(estimate_loss(copy.params, splits, make_keys(tc.seed)["eval"], mc, tc))
+        t_eval = clock()
         jax.block_until_ready(estimate_loss(copy.params, splits, make_keys(tc.seed)["eval"], mc, tc))
     t2 = clock()
+    save = _save_s(copy, clock)
+    t_final = clock()
     evaluate_full(copy.params, val_np, mc)
     if tc.sample_chars:
         jax.block_until_ready(generate(copy.params, mc, jnp.zeros((1, 1), jnp.int32), tc.sample_chars,
@@ -105,7 +121,22 @@ def measure(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, clo
     t3 = clock()
     step = (t1 - t0) / (TIMED_CALLS * tc.steps_per_call)
     return Timing(elapsed=t3 - started, step=step, compile=max(t0 - t_compile - tc.steps_per_call * step, 0.0),
-                  evaluation=t2 - t1, final=t3 - t2)
+                  evaluation=t2 - t_eval, save=save, final=t3 - t_final)
+
+
+def _save_s(state, clock: Callable[[], float]) -> float:
+    """Seconds a checkpoint save of `state` takes until written, timed on the second of two saves to a temporary
+    folder (the first sets orbax up, as the run's step-0 save would). 0 with several processes: their saves are
+    collective, to one shared folder."""
+    if jax.process_count() > 1:
+        return 0.0
+    with tempfile.TemporaryDirectory() as tmp, ckpt.manager(Path(tmp)) as mgr:
+        for i in range(2):
+            t0 = clock()
+            ckpt.save(mgr, replace(state, step=state.step + i), {})
+            mgr.wait_until_finished()
+            t1 = clock()
+    return t1 - t0
 
 
 def fit_to_budget(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, log=print,
@@ -115,13 +146,15 @@ def fit_to_budget(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarra
     if not run.time_budget_s or run.resume:
         return run
     timing = measure(run, state, mesh, train_np, val_np, clock)
-    n = plan_max_iters(run.time_budget_s, timing, run.train.eval_interval, run.train.steps_per_call)
+    n = plan_max_iters(run.time_budget_s, timing, run.train.eval_interval, run.train.ckpt_interval,
+                       run.train.steps_per_call)
     if n < 1:
         raise RunError(f"--time-budget {run.time_budget_s:g}s leaves no time to train: {timing.elapsed:.1f} s spent "
                        f"starting and compiling, {timing.final:.1f} s needed for the final pass and sample; "
                        f"give a longer budget")
     log(f"time budget {run.time_budget_s:g} s: {timing.step * 1e3:.1f} ms/step, {timing.elapsed:.1f} s spent starting, "
-        f"compiling and timing -> max_iters {n} (predicted {predicted_s(n, timing, run.train.eval_interval):.0f} s)")
+        f"compiling and timing -> max_iters {n} (predicted "
+        f"{predicted_s(n, timing, run.train.eval_interval, run.train.ckpt_interval):.0f} s)")
     return replace(run, train=replace(run.train, max_iters=n, lr_decay_iters=n))
 
 

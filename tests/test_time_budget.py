@@ -18,11 +18,12 @@ from jaxgpt.errors import UsageError
 SETS = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, eval_iters=2, eval_interval=8,
             ckpt_interval=8, steps_per_call=2, sample_chars=0, warmup_iters=2, decay_lr="true")
 # the injected clock: the command starts at 0; the compiling call runs 5.0 -> 10.0 (4.8 s compile + 2 steps), then
-# 2 calls x 2 steps of 0.1 s, an evaluation of 0.5 s and a final pass + sample of 2 s.
-# Predicted: 12.9 + 4.8 + 0.1 n + 0.5 (1 + ceil(n / 8)) + 2 <= 0.95 * 25.6 -> n 24 (25 overruns; whole calls of 2)
-READINGS = (0.0, 5.0, 10.0, 10.4, 10.9, 12.9)
-TIMING = Timing(elapsed=12.9, step=0.1, compile=4.8, evaluation=0.5, final=2.0)
-BUDGET = "25.6s"
+# 2 calls x 2 steps of 0.1 s, an evaluation that compiles (0.7 s) and a compiled one (0.5 s), a first save (1.0 s) and
+# a second (0.3 s), and a final pass + sample of 2 s. Evaluations and saves both come at 0 and every 8 steps, so
+# predicted: 14.9 + 4.8 + 0.1 n + (0.5 + 0.3) (1 + ceil(n / 8)) + 2 <= 0.95 * 29 -> n 24 (25 and 26 overrun)
+READINGS = (0.0, 5.0, 10.0, 10.4, 11.1, 11.6, 11.6, 12.6, 12.6, 12.9, 12.9, 14.9)
+TIMING = Timing(elapsed=14.9, step=0.1, compile=4.8, evaluation=0.5, save=0.3, final=2.0)
+BUDGET = "29s"
 
 
 class ScriptedClock:
@@ -70,11 +71,22 @@ def test_no_budget_means_nothing_timed():
 
 
 def test_plan_is_the_largest_that_fits():
-    n = plan_max_iters(25.6, TIMING, 8, 2)
+    n = plan_max_iters(29.0, TIMING, 8, 8, 2)
     assert n == 24
-    assert predicted_s(n, TIMING, 8) <= 0.95 * 25.6 < predicted_s(n + 1, TIMING, 8)
-    assert plan_max_iters(25.6, TIMING, 8, 5) == 20  # whole calls only
-    assert plan_max_iters(18.0, TIMING, 8) == 0  # the fixed costs alone overrun it
+    assert predicted_s(n, TIMING, 8, 8) <= 0.95 * 29.0 < predicted_s(n + 1, TIMING, 8, 8)
+    assert plan_max_iters(29.0, TIMING, 8, 8, 5) == 20  # whole calls only
+    assert plan_max_iters(20.0, TIMING, 8, 8) == 0  # the fixed costs alone overrun it
+
+
+@pytest.mark.parametrize("eval_interval,ckpt_interval", [(8, 8), (8, 6), (6, 8), (5, 10), (10, 4), (7, 1)])
+def test_plan_counts_the_loops_evaluations_and_saves(eval_interval, ckpt_interval):
+    """loop._steps evaluates at 0, every eval_interval and the end, and saves there and every ckpt_interval."""
+    for n in range(1, 40):
+        steps = range(1, n + 1)
+        evals = 1 + sum(k % eval_interval == 0 or k == n for k in steps)
+        saves = 1 + sum(k % eval_interval == 0 or k % ckpt_interval == 0 or k == n for k in steps)
+        assert predicted_s(n, Timing(0, 0, 0, evaluation=1, save=0, final=0), eval_interval, ckpt_interval) == evals
+        assert predicted_s(n, Timing(0, 0, 0, evaluation=0, save=1, final=0), eval_interval, ckpt_interval) == saves
 
 
 def _state_leaves(out):
