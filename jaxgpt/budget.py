@@ -33,7 +33,8 @@ from .rundir import Run
 from .sampling import generate
 from .training import estimate_loss, evaluate_full, make_keys, train_steps_jit
 
-MARGIN = 0.05        # share of the budget kept free: loss.png, process exit, clock noise
+MARGIN = 0.10        # share of the budget kept free: the machine's speed drifting after the timing (a 2-core VM's
+                     # step ran at up to 1.14x the timed one, bench/RESULTS.md round 8), loss.png, process exit
 TIMED_CALLS = 2      # compiled training calls timed after the one that compiles
 
 

@@ -112,9 +112,11 @@ PRESETS["shakespeare-bpe"] = Preset(
     "The default: baby's shape on Tiny Shakespeare as subword tokens, a byte-level BPE of 1024 tokens trained on the "
     "first 90% of the characters (nanoGPT's data/shakespeare split), with the recipe it was measured with: batch 16, "
     "3600 steps, Muon lr 0.05 (baby's 0.0125 and untied head cost +0.020 bits/char here), momentum 0.95, 5 quintic "
-    "Newton-Schulz steps, tied head; --tokenizer PATH/tokenizer.json for GPT-2's BPE.",
+    "Newton-Schulz steps, tied head, baby's moving average of the params (ema_decay 0.999: 2.1322 bits/char in 3600 "
+    "steps against 2.1620); --tokenizer PATH/tokenizer.json for GPT-2's BPE.",
     replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=True),
-    replace(PRESETS["nanogpt-cpu"].train, optimizer="muon", muon_lr=0.05, tokenizer="bpe", bpe_vocab_size=1024))
+    replace(PRESETS["nanogpt-cpu"].train, optimizer="muon", muon_lr=0.05, tokenizer="bpe", bpe_vocab_size=1024,
+            ema_decay=0.999))
 PRESETS["ngram"] = Preset(
     "Count-based 7-gram with interpolated modified Kneser-Ney smoothing (--set smoothing=add_alpha alpha=0.05 for "
     "add-alpha); trains by counting, no gradient steps.",
