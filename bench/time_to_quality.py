@@ -63,13 +63,14 @@ def run_budgeted(preset: str, budget_s: float | None, seed: int, sets: list[str]
         records = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
         config = json.loads((Path(tmp) / "run" / "config.json").read_text())
     train, tokens_per_step = config["train"], config["train"]["batch_size"] * config["model"]["block_size"]
-    rates = sorted(r["tokens_per_s"] for r in records[1:] if r.get("tokens_per_s"))  # per interval between evals
+    # per interval between evaluations: the first holds the training call's compile, the last the full pass
+    rates = sorted(r["tokens_per_s"] for r in records[1:] if r.get("tokens_per_s"))
     plan = re.search(r"time budget \S+ s: ([\d.]+) ms/step, .*\(predicted (\d+) s\)", proc.stdout)
     return {"preset": preset, "seed": seed, "sets": sets, "budget_s": budget_s and round(budget_s, 1),
             "wall_s": round(wall, 1), "max_iters": train["max_iters"],
             # the planner's step time and predicted wall; the median step time between evaluations (one included)
             **({"plan_ms": float(plan[1]), "predicted_s": int(plan[2])} if plan else {}),
-            "ran_ms": rates and round(1e3 * tokens_per_step / rates[len(rates) // 2], 1),
+            "ran_ms": round(1e3 * tokens_per_step / rates[len(rates) // 2], 1) if rates else None,
             "val_loss_full": records[-1].get("val_loss_full"), "val_bpc_full": records[-1].get("val_bpc_full")}
 
 

@@ -33,8 +33,9 @@ from .rundir import Run
 from .sampling import generate
 from .training import estimate_loss, evaluate_full, make_keys, train_steps_jit
 
-MARGIN = 0.10        # share of the budget kept free: the machine's speed drifting after the timing (a 2-core VM's
-                     # step ran at up to 1.14x the timed one, bench/RESULTS.md round 8), loss.png, process exit
+MARGIN = 0.10        # share of the budget kept free: the machine's speed drifting after the timing, loss.png, exit
+                     # (a 2-core VM's step ran at up to 1.14x the timed one, then 1.18x: 4 s over even at 0.10;
+                     # bench/RESULTS.md, round 8)
 TIMED_CALLS = 2      # compiled training calls timed after the one that compiles
 
 
@@ -86,10 +87,9 @@ def plan_max_iters(budget_s: float, timing: Timing, eval_interval: int, ckpt_int
 
 def predicted_s(max_iters: int, timing: Timing, eval_interval: int, ckpt_interval: int) -> float:
     """The run's predicted wall time from the command's start, for `max_iters` steps (loop._steps' schedule)."""
-    n_evals = 1 + max_iters // eval_interval + (max_iters % eval_interval != 0)
-    n_saves = (1 + max_iters // eval_interval + max_iters // ckpt_interval
-               - max_iters // math.lcm(eval_interval, ckpt_interval) + (max_iters % eval_interval != 0
-                                                                         and max_iters % ckpt_interval != 0))
+    n, e, c = max_iters, eval_interval, ckpt_interval
+    n_evals = 1 + n // e + (n % e != 0)                                                # at 0, every e, the end
+    n_saves = 1 + n // e + n // c - n // math.lcm(e, c) + (n % e != 0 and n % c != 0)  # there and every c
     return (timing.elapsed + timing.compile + max_iters * timing.step + n_evals * timing.evaluation
             + n_saves * timing.save + timing.final)
 

@@ -1,5 +1,6 @@
 """--time-budget: the duration parser, the flag checks, the plan, and a budgeted run on an injected clock (wall time
 on a busy 2-core machine would make these flaky): max_iters chosen and recorded, and --resume never re-times."""
+import itertools
 import json
 import os
 import signal
@@ -11,8 +12,10 @@ import pytest
 
 from jaxgpt import budget
 from jaxgpt import checkpoint as ckpt
+from jaxgpt import loop
 from jaxgpt.budget import Timing, parse_duration, plan_max_iters, predicted_s
 from jaxgpt.cli import parse_train_args, train_main
+from jaxgpt.config import TrainConfig
 from jaxgpt.errors import UsageError
 
 SETS = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, eval_iters=2, eval_interval=8,
@@ -80,11 +83,15 @@ def test_plan_is_the_largest_that_fits():
 
 @pytest.mark.parametrize("eval_interval,ckpt_interval", [(8, 8), (8, 6), (6, 8), (5, 10), (10, 4), (7, 1)])
 def test_plan_counts_the_loops_evaluations_and_saves(eval_interval, ckpt_interval):
-    """loop._steps evaluates at 0, every eval_interval and the end, and saves there and every ckpt_interval."""
+    """The loop's own calls (loop.chunk_sizes): loop._steps evaluates at 0, after a call ending at a multiple of
+    eval_interval or at the end, and saves there and after a call ending at a multiple of ckpt_interval."""
     for n in range(1, 40):
-        steps = range(1, n + 1)
-        evals = 1 + sum(k % eval_interval == 0 or k == n for k in steps)
-        saves = 1 + sum(k % eval_interval == 0 or k % ckpt_interval == 0 or k == n for k in steps)
+        tc = TrainConfig(max_iters=n, lr_decay_iters=n, eval_interval=eval_interval, ckpt_interval=ckpt_interval,
+                         steps_per_call=3)
+        ends = list(itertools.accumulate(loop.chunk_sizes(0, tc)))
+        assert ends[-1] == n
+        evals = 1 + sum(k % eval_interval == 0 or k == n for k in ends)
+        saves = 1 + sum(k % eval_interval == 0 or k % ckpt_interval == 0 or k == n for k in ends)
         assert predicted_s(n, Timing(0, 0, 0, evaluation=1, save=0, final=0), eval_interval, ckpt_interval) == evals
         assert predicted_s(n, Timing(0, 0, 0, evaluation=0, save=1, final=0), eval_interval, ckpt_interval) == saves
 
