@@ -9,10 +9,13 @@ the training call compiles again (max_iters and lr_decay_iters are part of its p
 and max_iters is a multiple of steps_per_call so no other call length compiles.
 From the time already spent (counted from the process start), the time per step and the fixed costs it fixes
 `max_iters` and `lr_decay_iters`; they go into config.json and every checkpoint like any other field, so
-`--resume` continues the same schedule and never re-times. The clock is a parameter so tests can inject one.
+`--resume` continues the same schedule and never re-times. A machine's speed drifts after the timing, so the run's
+`Pace` compares each evaluation's clock with the plan and may shorten both (never lengthen them), before that step's
+checkpoint. The clock is a parameter so tests can inject one.
 """
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import re
@@ -33,9 +36,9 @@ from .rundir import Run
 from .sampling import generate
 from .training import estimate_loss, evaluate_full, make_keys, train_steps_jit
 
-MARGIN = 0.10        # share of the budget kept free: the machine's speed drifting after the timing, loss.png, exit
-                     # (a 2-core VM's step ran at up to 1.14x the timed one, then 1.18x: 4 s over even at 0.10;
-                     # bench/RESULTS.md, round 8)
+MARGIN = 0.10        # share of the budget the plan keeps free (loss.png, exit, drift); Pace re-plans when a slower
+                     # machine would use half of it (a 2-core VM's step ran at 1.18x the timed one: 4 s over B at
+                     # 0.10 before Pace; bench/RESULTS.md, round 8)
 TIMED_CALLS = 2      # compiled training calls timed after the one that compiles
 
 
@@ -141,14 +144,15 @@ def _save_s(state, clock: Callable[[], float]) -> float:
 
 
 def fit_to_budget(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarray, log=print,
-                  clock: Callable[[], float] = time.monotonic) -> Run:
-    """`run` with max_iters (and lr_decay_iters) chosen so the whole command fits run.time_budget_s; `run` itself
-    when it has no budget or resumes (a resumed run keeps its recorded max_iters)."""
+                  clock: Callable[[], float] = time.monotonic) -> tuple[Run, Pace | None]:
+    """`run` with max_iters (and lr_decay_iters) chosen so the whole command fits run.time_budget_s, and the Pace
+    that checks it at each evaluation; (`run`, None) when it has no budget or resumes (a resumed run keeps its
+    recorded max_iters)."""
     if not run.time_budget_s or run.resume:
-        return run
+        return run, None
     timing = measure(run, state, mesh, train_np, val_np, clock)
-    n = plan_max_iters(run.time_budget_s, timing, run.train.eval_interval, run.train.ckpt_interval,
-                       run.train.steps_per_call)
+    n = _agreed(plan_max_iters(run.time_budget_s, timing, run.train.eval_interval, run.train.ckpt_interval,
+                               run.train.steps_per_call))
     if n < 1:
         raise RunError(f"--time-budget {run.time_budget_s:g}s leaves no time to train: {timing.elapsed:.1f} s spent "
                        f"starting and compiling, {timing.final:.1f} s needed for the final pass and sample; "
@@ -156,7 +160,49 @@ def fit_to_budget(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarra
     log(f"time budget {run.time_budget_s:g} s: {timing.step * 1e3:.1f} ms/step, {timing.elapsed:.1f} s spent starting, "
         f"compiling and timing -> max_iters {n} (predicted "
         f"{predicted_s(n, timing, run.train.eval_interval, run.train.ckpt_interval):.0f} s)")
-    return replace(run, train=replace(run.train, max_iters=n, lr_decay_iters=n))
+    run = replace(run, train=replace(run.train, max_iters=n, lr_decay_iters=n))
+    return run, Pace(run, timing, clock, log)
+
+
+class Pace:
+    """A budgeted run's check at each evaluation before the last. The steps since the previous check took r x the
+    planned time (the machine's speed drifts: 1.18x on a 2-core VM, bench/RESULTS.md round 8); when the rest of the
+    run at r would end past (1 - MARGIN / 2) of the budget, `check` gives the run with the largest shorter max_iters
+    (and lr_decay_iters) that ends by (1 - MARGIN) of it at r, its training call's new compile included. It never
+    lengthens a run: a plan that errs short costs steps, one that errs long costs the budget."""
+
+    def __init__(self, run: Run, timing: Timing, clock: Callable[[], float], log=print):
+        self.budget_s, self.started, self.timing, self.clock, self.log = (run.time_budget_s, run.started_s, timing,
+                                                                         clock, log)
+        self.mark = (timing.elapsed, timing.elapsed)  # (seconds since the start, predicted) at the plan or last check
+
+    def check(self, run: Run, step: int) -> Run | None:
+        """After the evaluation at `step`, before its save: the shortened run, or None to go on as planned."""
+        tc, t = run.train, self.timing
+        pred = lambda n: predicted_s(n, t, tc.eval_interval, tc.ckpt_interval)
+        rest = lambda n: pred(n) - pred(step) + t.save + t.final  # this step's save, later steps, the final pass
+        now, done = self.clock() - self.started, pred(step) - t.save - t.final
+        rate = (now - self.mark[0]) / max(done - self.mark[1], 1e-9)
+        self.mark = (now, done)
+        if _agreed(int(now + rate * rest(tc.max_iters) > (1.0 - MARGIN / 2) * self.budget_s)) == 0:
+            return None
+        ends = range(step + tc.steps_per_call - step % tc.steps_per_call, tc.max_iters, tc.steps_per_call)
+        if not ends:  # the next call is the last one already
+            return None
+        fits = lambda n: now + rate * (t.compile + rest(n)) <= (1.0 - MARGIN) * self.budget_s
+        n = _agreed(ends[max(bisect.bisect_right(ends, False, key=lambda n: not fits(n)) - 1, 0)])  # whole calls
+        self.mark = (now, done - t.compile)  # the next window holds the training call's compile
+        self.log(f"time budget: the steps to {step} ran at {rate:.2f}x the planned time -> max_iters {n} "
+                 f"(was {tc.max_iters}; predicted {now + rate * (t.compile + rest(n)):.0f} s)")
+        return replace(run, train=replace(tc, max_iters=n, lr_decay_iters=n))
+
+
+def _agreed(value: int) -> int:
+    """Process 0's `value` on every process (each times its own machine; they must run the same program)."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+    return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
 
 
 def check_budget_flags(args) -> float:

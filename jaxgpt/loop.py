@@ -27,7 +27,7 @@ from .model import init_params
 from .presets import differences
 from .params import count_params, merge_params, mismatch_error, mismatches
 from .progress import OnEvent, Progress, Signals
-from .rundir import MetricsLog, Run, check_out_dir, prepare, with_bpc, write_run_files
+from .rundir import MetricsLog, Run, check_out_dir, prepare, with_bpc, write_config, write_run_files
 from .sampling import generate
 from .training import create_state, eval_params, make_keys, train_steps_jit
 from .viz import save_loss_png
@@ -107,7 +107,7 @@ def train(run: Run, log=print, on_event: OnEvent | None = None, clock: Callable[
     t_start = time.perf_counter()
     state, restored = make_state(run, log, mesh)
     feed = feeds.make_feed(run, mesh, train_np, val_np, int(state.step))
-    run = budget.fit_to_budget(run, state, mesh, train_np, val_np, log, clock or time.monotonic)  # before any write
+    run, pace = budget.fit_to_budget(run, state, mesh, train_np, val_np, log, clock or time.monotonic)  # before writes
     mc, tc = run.model, run.train
     meta = ckpt.run_meta(mc, tc, tokenizer, preset=run.preset, data=run.data, data_sha256=data_sha)
     step = int(state.step)
@@ -123,7 +123,8 @@ def train(run: Run, log=print, on_event: OnEvent | None = None, clock: Callable[
         progress.steps_log = MetricsLog(run.out_dir / STEPS_LOG, -1 if restored is None else step, main)
         evaluations = Evaluations(run, feed, metrics_log, progress)
         try:
-            state, step, record = _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_event)
+            run, state, step, record = _steps(run, state, restored, meta, mgr, evaluations, progress, signals,
+                                              on_event, pace)
         except NumericalError as e:
             raise NumericalError(f"{e}; {_diverged_hint(run, mgr)}") from None
         finally:
@@ -139,8 +140,9 @@ STEPS_LOG = "steps.jsonl"  # every step's training loss, {"step", "loss"}: a cur
 PHASES = ("before-first-checkpoint", "saving", "final-full-pass", "done")  # the events a kill test pauses at
 
 
-def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_event: OnEvent):
-    """The gradient steps from state.step to max_iters (or a signal): (state, step, last record)."""
+def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_event: OnEvent, pace=None):
+    """The gradient steps from state.step to max_iters (or a signal): (run, state, step, last record). With a
+    budget's `pace`, max_iters may shrink at an evaluation: the run returned is the one that was trained."""
     tc, step, record = run.train, int(state.step), {}
     if restored is None:  # step 0: a checkpoint exists from the start, so any kill is resumable
         on_event("before-first-checkpoint", step=0)
@@ -148,7 +150,8 @@ def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_e
         _save(mgr, state, meta, record["val_loss"], on_event, evaluations.feed)
     elif step % tc.eval_interval == 0 and step not in evaluations.metrics_log.steps:
         record = evaluations(eval_params(state), step)
-    for n in chunk_sizes(step, tc):
+    while step < tc.max_iters:
+        n = next(chunk_sizes(step, tc))
         state, metrics = train_steps_jit(state, evaluations.feed.train(step, n), run.model, tc, n)
         progress.after_call(metrics, n)
         step += n
@@ -158,10 +161,16 @@ def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_e
             if step == tc.max_iters:
                 on_event("final-full-pass", step=step)
             record = evaluations(eval_params(state), step) if evaluating else record
+            shorter = pace.check(run, step) if pace and evaluating and step < tc.max_iters else None
+            if shorter:  # before the save, so a checkpoint's meta always holds the schedule its later steps follow
+                run, tc, meta = shorter, shorter.train, {**meta, "config": cfg.to_dict(shorter.model, shorter.train)}
+                evaluations.run, progress.bar.total = run, tc.max_iters
+                if progress.main:
+                    write_config(run)
             _save(mgr, state, meta, record["val_loss"] if evaluating else None, on_event, evaluations.feed)
         if signals.signum is not None:
             break
-    return state, step, record
+    return run, state, step, record
 
 
 def _save(mgr, state, meta: dict, val_loss: float | None, on_event: OnEvent, feed) -> None:

@@ -113,10 +113,16 @@ def _prepare_tokens(run: Run) -> tuple[Run, CharTokenizer | HFTokenizer, np.ndar
 def write_run_files(run: Run, tokenizer: CharTokenizer | HFTokenizer) -> None:
     """config.json and tokenizer.json (jaxgpt's {"chars": [...]}, or Hugging Face's format for bpe and file)."""
     run.out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {**cfg.to_dict(run.model, run.train), "preset": run.preset, "data": run.data,
-            "data_path": "memory" if run.tokens is None else "shards"}  # which way the batches came in
-    (run.out_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    write_config(run)
     tokenizer.save(run.out_dir / "tokenizer.json")
+
+
+def write_config(run: Run) -> None:
+    """config.json: the configs, preset, data and which way the batches came in (again when a budget shortens
+    max_iters)."""
+    meta = {**cfg.to_dict(run.model, run.train), "preset": run.preset, "data": run.data,
+            "data_path": "memory" if run.tokens is None else "shards"}
+    (run.out_dir / "config.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def read_run_files(out_dir: Path) -> dict:

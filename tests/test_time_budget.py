@@ -20,17 +20,18 @@ from jaxgpt.errors import UsageError
 
 SETS = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, eval_iters=2, eval_interval=8,
             ckpt_interval=8, steps_per_call=2, sample_chars=0, warmup_iters=2, decay_lr="true")
-# the injected clock: the command starts at 0; the compiling call runs 5.0 -> 10.0 (4.8 s compile + 2 steps), then
-# 2 calls x 2 steps of 0.1 s, an evaluation that compiles (0.7 s) and a compiled one (0.5 s), a first save (1.0 s) and
+# the injected clock: the command starts at 0; the compiling call runs 5.0 -> 7.8 (0.8 s compile + 2 steps), then
+# 2 calls x 2 steps of 1.0 s, an evaluation that compiles (0.7 s) and a compiled one (0.5 s), a first save (1.0 s) and
 # a second (0.3 s), and a final pass + sample of 2 s. Evaluations and saves both come at 0 and every 8 steps, so
-# predicted: 14.9 + 4.8 + 0.1 n + (0.5 + 0.3) (1 + ceil(n / 8)) + 2 <= 0.9 * 30.6 -> n 24 (25, 26 overrun)
-READINGS = (0.0, 5.0, 10.0, 10.4, 11.1, 11.6, 11.6, 12.6, 12.6, 12.9, 12.9, 14.9)
-TIMING = Timing(elapsed=14.9, step=0.1, compile=4.8, evaluation=0.5, save=0.3, final=2.0)
-BUDGET = "30.6s"
-
-
+# predicted: 16.3 + 0.8 + n + (0.5 + 0.3) (1 + ceil(n / 8)) + 2 <= 0.9 * 52 -> n 24 (25, 26 overrun)
+READINGS = (0.0, 5.0, 7.8, 11.8, 12.5, 13.0, 13.0, 14.0, 14.0, 14.3, 14.3, 16.3)
+TIMING = Timing(elapsed=16.3, step=1.0, compile=0.8, evaluation=0.5, save=0.3, final=2.0)
+BUDGET = "52s"
+# then the clock at the evaluations at 8 and 16, each before its save: on plan (predicted 28.7 and 37.5 less a save
+# and the final pass), or with the steps 8 -> 16 at 1.2x their time: 26.4 + 1.2 x 8.8
+ON_PLAN, SLOWER = READINGS + (26.4, 35.2), READINGS + (26.4, 36.96)
 class ScriptedClock:
-    def __init__(self, readings=READINGS):
+    def __init__(self, readings=ON_PLAN):
         self.readings = list(readings)
 
     def __call__(self):
@@ -74,10 +75,10 @@ def test_no_budget_means_nothing_timed():
 
 
 def test_plan_is_the_largest_that_fits():
-    n = plan_max_iters(30.6, TIMING, 8, 8, 2)
+    n = plan_max_iters(52, TIMING, 8, 8, 2)
     assert n == 24
-    assert predicted_s(n, TIMING, 8, 8) <= (1 - budget.MARGIN) * 30.6 < predicted_s(n + 1, TIMING, 8, 8)
-    assert plan_max_iters(30.6, TIMING, 8, 8, 5) == 20  # whole calls only
+    assert predicted_s(n, TIMING, 8, 8) <= (1 - budget.MARGIN) * 52 < predicted_s(n + 1, TIMING, 8, 8)
+    assert plan_max_iters(52, TIMING, 8, 8, 5) == 20  # whole calls only
     assert plan_max_iters(20.0, TIMING, 8, 8) == 0  # the fixed costs alone overrun it
 
 
@@ -134,3 +135,31 @@ def test_budgeted_run_records_its_plan_and_resumes_without_retiming(text, tmp_pa
     assert meta["step"] == 24
     assert _steps_log(broken) == steps  # the steps after the resumed checkpoint logged once, as a straight run's
     assert all(np.array_equal(a, b) for a, b in zip(got, want))
+
+
+def test_steps_slower_than_planned_shorten_the_run_from_that_evaluation(text, tmp_path, capsys):
+    """At 1.2x from step 8 to 16, the rest at 1.2x (37.0 + 1.2 x 11.1 s) would end past 0.95 x 52 s: the largest
+    max_iters that ends by 0.9 x 52 with a new compile is 20 (22 would not). config.json and the checkpoints from
+    step 16 on hold it; a run stopped at 16 resumes to the same state as one that was not."""
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    assert train_main(args_for(text, straight, "--time-budget", BUDGET), clock=ScriptedClock(SLOWER)) == 0
+    assert "1.20x the planned time -> max_iters 20 (was 24" in capsys.readouterr().out
+    config = json.loads((straight / "config.json").read_text())["train"]
+    assert (config["max_iters"], config["lr_decay_iters"]) == (20, 20)
+    records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [0, 8, 16, 20] and "val_loss_full" in records[-1]
+    assert [r["step"] for r in _steps_log(straight)] == list(range(1, 21))
+    with ckpt.manager(straight, read_only=True) as mgr:
+        assert [ckpt.read_meta(mgr, s)["config"]["train"]["max_iters"] for s in (8, 16, 20)] == [24, 20, 20]
+    want, _ = _state_leaves(straight)
+
+    sent = []
+
+    def interrupt(name, step=None, **_):
+        if name == "progress" and step >= 16 and not sent:  # read before the evaluation at 16
+            sent.append(os.kill(os.getpid(), signal.SIGINT))
+    assert train_main(args_for(text, broken, "--time-budget", BUDGET), on_event=interrupt,
+                      clock=ScriptedClock(SLOWER)) == 128 + signal.SIGINT
+    assert train_main(["--out-dir", str(broken), "--resume"], clock=ScriptedClock(())) == 0
+    got, meta = _state_leaves(broken)
+    assert meta["step"] == 20 and all(np.array_equal(a, b) for a, b in zip(got, want))
