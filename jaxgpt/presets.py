@@ -87,13 +87,14 @@ PRESETS["babygpt"] = Preset(
 # docs/speed.md. shakespeare-bpe, the default, is this model on subword tokens with the recipe it was measured with.
 _MODERN = dict(pos_embedding="rope", norm="rms", qk_norm=True, activation="relu2", zero_init_proj=True)
 PRESETS["baby"] = Preset(
-    "The character model (the lecture's unit: a token per character, 65 in Tiny Shakespeare): nanogpt-cpu's shape, "
-    "batch, cosine schedule and 3600 steps with Muon (lr 0.0125, momentum 0.9, three Polar Express steps) on the "
-    "Block matrices, rotary positions, RMSNorm, QK-norm, ReLU^2, zero-initialised projections, an untied head and "
-    "a moving average of the params as the model (ema_decay 0.999): val loss 1.5095 in 3600 steps (Intel Xeon, "
-    "2026-12-07; nanogpt-cpu's recipe 1.6358 in the same tokens, docs/speed.md).",
-    replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=False),
-    replace(PRESETS["nanogpt-cpu"].train, optimizer="muon", muon_lr=0.0125, muon_momentum=0.9,
+    "The character model (the lecture's unit: a token per character, 65 in Tiny Shakespeare): nanogpt-cpu's model "
+    "on sequences of 128 at batch 8 (the same 1024 tokens a step), its cosine schedule and 3600 steps, with Muon "
+    "(lr 0.0125, momentum 0.9, three Polar Express steps) on the Block matrices, rotary positions, RMSNorm, QK-norm, "
+    "ReLU^2, zero-initialised projections, an untied head and a moving average of the params as the model "
+    "(ema_decay 0.999): val loss 1.48125 in 3600 steps (Intel Xeon, 2026-12-07; 1.5095 at block 64 and batch 16, "
+    "nanogpt-cpu's recipe 1.6358 in the same tokens, docs/speed.md).",
+    replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=False, block_size=128),  # 128: -0.024 at B
+    replace(PRESETS["nanogpt-cpu"].train, batch_size=8, optimizer="muon", muon_lr=0.0125, muon_momentum=0.9,
             muon_ns_coeffs="polar_express", muon_ns_steps=3, ema_decay=0.999))
 # nanoGPT's config/train_gpt2.py on its model.py defaults. Its step: 40 micro-steps of 12 sequences (5 on each of
 # 8 GPUs) = 480 x 1024 tokens. Here the global batch of 480 in 20 micro-batches of 24, 3 a chip on 8 chips: nanoGPT's
@@ -109,11 +110,11 @@ PRESETS["gpt2-124m"] = Preset(
                 eval_interval=1000, eval_iters=200, ckpt_interval=1000))
 # The default (DEFAULT_PRESET): fewer bits per character than baby in the same time (bench/RESULTS.md)
 PRESETS["shakespeare-bpe"] = Preset(
-    "The default: baby's shape on Tiny Shakespeare as subword tokens, a byte-level BPE of 1024 tokens trained on the "
-    "first 90% of the characters (nanoGPT's data/shakespeare split), with the recipe it was measured with: batch 16, "
-    "3600 steps, Muon lr 0.05 (baby's 0.0125 and untied head cost +0.020 bits/char here), momentum 0.95, 5 quintic "
-    "Newton-Schulz steps, tied head, baby's moving average of the params (ema_decay 0.999: 2.1322 bits/char in 3600 "
-    "steps against 2.1620); --tokenizer PATH/tokenizer.json for GPT-2's BPE.",
+    "The default: baby's model at block 64 on Tiny Shakespeare as subword tokens, a byte-level BPE of 1024 tokens "
+    "trained on the first 90% of the characters (nanoGPT's data/shakespeare split), with the recipe it was measured "
+    "with: batch 16, 3600 steps, Muon lr 0.05 (baby's 0.0125 and untied head cost +0.020 bits/char here), "
+    "momentum 0.95, 5 quintic Newton-Schulz steps, tied head, baby's moving average of the params (ema_decay 0.999: "
+    "2.1322 bits/char in 3600 steps against 2.1620); --tokenizer PATH/tokenizer.json for GPT-2's BPE.",
     replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=True),
     replace(PRESETS["nanogpt-cpu"].train, optimizer="muon", muon_lr=0.05, tokenizer="bpe", bpe_vocab_size=1024,
             ema_decay=0.999))

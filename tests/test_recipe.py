@@ -181,8 +181,8 @@ COUNTS = {"bigram": 4225, "nanogpt-cpu": 804096, "lecture": 10788929, "shakespea
 
 
 def test_defaults_are_todays_behaviour():
-    built_from_switches = {"baby", "shakespeare-bpe"}  # the BPE keeps baby's shape with a tied head
-    assert PRESETS["shakespeare-bpe"].model == replace(PRESETS["baby"].model, tie_embeddings=True)
+    built_from_switches = {"baby", "shakespeare-bpe"}  # the BPE: baby's model at block 64 with a tied head
+    assert PRESETS["shakespeare-bpe"].model == replace(PRESETS["baby"].model, tie_embeddings=True, block_size=64)
     for name, preset in PRESETS.items():
         if isinstance(preset.model, GPTConfig) and name not in built_from_switches:
             shapes = jax.eval_shape(init_params, replace(preset.model, vocab_size=65), jax.random.PRNGKey(0))
