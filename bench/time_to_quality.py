@@ -70,7 +70,7 @@ def run_budgeted(preset: str, budget_s: float | None, seed: int, sets: list[str]
             "wall_s": round(wall, 1), "max_iters": train["max_iters"],
             # the planner's step time and predicted wall; the median step time between evaluations (one included)
             **({"plan_ms": float(plan[1]), "predicted_s": int(plan[2])} if plan else {}),
-            "replans": [int(n) for n in re.findall(r"planned time -> max_iters (\d+)", proc.stdout)],  # Pace
+            "replans": re.findall(r"time budget: (steps .*)", proc.stdout),  # the Pace's shortenings, as logged
             "ran_ms": round(1e3 * tokens_per_step / rates[len(rates) // 2], 1) if rates else None,
             "val_loss_full": records[-1].get("val_loss_full"), "val_bpc_full": records[-1].get("val_bpc_full")}
 

@@ -165,16 +165,18 @@ def fit_to_budget(run: Run, state, mesh, train_np: np.ndarray, val_np: np.ndarra
 
 
 class Pace:
-    """A budgeted run's check at each evaluation before the last. The steps since the previous check took r x the
+    """A budgeted run's check at each evaluation before the last. The steps since the first check took r x the
     planned time (the machine's speed drifts: 1.18x on a 2-core VM, bench/RESULTS.md round 8); when the rest of the
     run at r would end past (1 - MARGIN / 2) of the budget, `check` gives the run with the largest shorter max_iters
-    (and lr_decay_iters) that ends by (1 - MARGIN) of it at r, its training call's new compile included. It never
-    lengthens a run: a plan that errs short costs steps, one that errs long costs the budget."""
+    (and lr_decay_iters) that ends by (1 - MARGIN) of it at r, its training call's new compile included. The first
+    check only starts the measurement: the window before it holds the start's one-off costs (the compile, the
+    config printout), and a rate from it re-planned a steady run (round 9). It never lengthens a run: a plan that
+    errs short costs steps, one that errs long costs the budget."""
 
     def __init__(self, run: Run, timing: Timing, clock: Callable[[], float], log=print):
-        self.budget_s, self.started, self.timing, self.clock, self.log = (run.time_budget_s, run.started_s, timing,
-                                                                         clock, log)
-        self.mark = (timing.elapsed, timing.elapsed)  # (seconds since the start, predicted) at the plan or last check
+        self.budget_s, self.timing, self.clock, self.log = run.time_budget_s, timing, clock, log
+        self.started = clock() - timing.elapsed if run.started_s is None else run.started_s  # as measure's
+        self.origin = None  # (step, seconds since the start, predicted) at the first check
 
     def check(self, run: Run, step: int) -> Run | None:
         """After the evaluation at `step`, before its save: the shortened run, or None to go on as planned."""
@@ -182,8 +184,11 @@ class Pace:
         pred = lambda n: predicted_s(n, t, tc.eval_interval, tc.ckpt_interval)
         rest = lambda n: pred(n) - pred(step) + t.save + t.final  # this step's save, later steps, the final pass
         now, done = self.clock() - self.started, pred(step) - t.save - t.final
-        rate = (now - self.mark[0]) / max(done - self.mark[1], 1e-9)
-        self.mark = (now, done)
+        if self.origin is None:
+            self.origin = (step, now, done)
+            return None
+        first, then, planned = self.origin
+        rate = (now - then) / max(done - planned, 1e-9)
         if _agreed(int(now + rate * rest(tc.max_iters) > (1.0 - MARGIN / 2) * self.budget_s)) == 0:
             return None
         ends = range(step + tc.steps_per_call - step % tc.steps_per_call, tc.max_iters, tc.steps_per_call)
@@ -191,9 +196,9 @@ class Pace:
             return None
         fits = lambda n: now + rate * (t.compile + rest(n)) <= (1.0 - MARGIN) * self.budget_s
         n = _agreed(ends[max(bisect.bisect_right(ends, False, key=lambda n: not fits(n)) - 1, 0)])  # whole calls
-        self.mark = (now, done - t.compile)  # the next window holds the training call's compile
-        self.log(f"time budget: the steps to {step} ran at {rate:.2f}x the planned time -> max_iters {n} "
-                 f"(was {tc.max_iters}; predicted {now + rate * (t.compile + rest(n)):.0f} s)")
+        self.origin = (first, then, planned - t.compile)  # the new compile is part of the plan from here
+        self.log(f"time budget: steps {first}-{step} ran at {rate:.2f}x the planned time -> max_iters {n} (was "
+                 f"{tc.max_iters}; predicted {now + rate * (t.compile + rest(n)):.0f} s)")
         return replace(run, train=replace(tc, max_iters=n, lr_decay_iters=n))
 
 

@@ -15,8 +15,9 @@ from jaxgpt import checkpoint as ckpt
 from jaxgpt import loop
 from jaxgpt.budget import Timing, parse_duration, plan_max_iters, predicted_s
 from jaxgpt.cli import parse_train_args, train_main
-from jaxgpt.config import TrainConfig
+from jaxgpt.config import GPTConfig, TrainConfig
 from jaxgpt.errors import UsageError
+from jaxgpt.rundir import Run
 
 SETS = dict(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=8, eval_iters=2, eval_interval=8,
             ckpt_interval=8, steps_per_call=2, sample_chars=0, warmup_iters=2, decay_lr="true")
@@ -97,6 +98,15 @@ def test_plan_counts_the_loops_evaluations_and_saves(eval_interval, ckpt_interva
         assert predicted_s(n, Timing(0, 0, 0, evaluation=0, save=1, final=0), eval_interval, ckpt_interval) == saves
 
 
+def test_the_first_check_only_starts_the_measurement():
+    """2.0 s late at step 8 (the start's one-off costs) and on plan from 8 to 16: the run ends at 48.3 s, inside
+    0.95 x 52. A rate taken from the plan to step 8 (1.2x) would have projected 52.2 s and cut the run."""
+    tc = TrainConfig(max_iters=24, lr_decay_iters=24, eval_interval=8, ckpt_interval=8, steps_per_call=2)
+    run = Run(GPTConfig(), tc, Path("unused"), time_budget_s=52.0, started_s=0.0)
+    pace = budget.Pace(run, TIMING, ScriptedClock((28.4, 28.4 + 8.8)), log=pytest.fail)
+    assert pace.check(run, 8) is None and pace.check(run, 16) is None
+
+
 def _state_leaves(out):
     with ckpt.manager(out, read_only=True) as mgr:
         state, meta, skipped = ckpt.restore_latest(mgr)
@@ -143,7 +153,7 @@ def test_steps_slower_than_planned_shorten_the_run_from_that_evaluation(text, tm
     step 16 on hold it; a run stopped at 16 resumes to the same state as one that was not."""
     straight, broken = tmp_path / "straight", tmp_path / "broken"
     assert train_main(args_for(text, straight, "--time-budget", BUDGET), clock=ScriptedClock(SLOWER)) == 0
-    assert "1.20x the planned time -> max_iters 20 (was 24" in capsys.readouterr().out
+    assert "steps 8-16 ran at 1.20x the planned time -> max_iters 20 (was 24" in capsys.readouterr().out
     config = json.loads((straight / "config.json").read_text())["train"]
     assert (config["max_iters"], config["lr_decay_iters"]) == (20, 20)
     records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
