@@ -93,7 +93,7 @@ PRESETS["baby"] = Preset(
     "ReLU^2, zero-initialised projections, an untied head and a moving average of the params as the model "
     "(ema_decay 0.999): val loss 1.48125 in 3600 steps (Intel Xeon, 2026-12-07; 1.5095 at block 64 and batch 16, "
     "nanogpt-cpu's recipe 1.6358 in the same tokens, docs/speed.md).",
-    replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=False, block_size=128),  # 128: -0.024 at B
+    replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=False, block_size=128),  # 128: -0.016 at B, 3 seeds
     replace(PRESETS["nanogpt-cpu"].train, batch_size=8, optimizer="muon", muon_lr=0.0125, muon_momentum=0.9,
             muon_ns_coeffs="polar_express", muon_ns_steps=3, ema_decay=0.999))
 # nanoGPT's config/train_gpt2.py on its model.py defaults. Its step: 40 micro-steps of 12 sequences (5 on each of
