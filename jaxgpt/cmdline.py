@@ -39,7 +39,9 @@ def pause_hook(on_event):
         if on_event is not None:
             on_event(name, **details)
         if name == phase and (not step or details.get("step") == int(step)):
-            Path(os.environ["JAXGPT_TEST_PAUSE_MARKER"]).write_text(f"{name} {details}\n")
+            marker = Path(os.environ["JAXGPT_TEST_PAUSE_MARKER"])  # whole or absent: the test kills once it exists
+            marker.with_name(marker.name + ".tmp").write_text(f"{name} {details}\n")
+            os.replace(marker.with_name(marker.name + ".tmp"), marker)
             time.sleep(3600)
     return pausing
 
