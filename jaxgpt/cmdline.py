@@ -40,8 +40,9 @@ def pause_hook(on_event):
             on_event(name, **details)
         if name == phase and (not step or details.get("step") == int(step)):
             marker = Path(os.environ["JAXGPT_TEST_PAUSE_MARKER"])  # whole or absent: the test kills once it exists
-            marker.with_name(marker.name + ".tmp").write_text(f"{name} {details}\n")
-            os.replace(marker.with_name(marker.name + ".tmp"), marker)
+            partial = marker.with_name(marker.name + ".tmp")
+            partial.write_text(f"{name} {details}\n")
+            os.replace(partial, marker)
             time.sleep(3600)
     return pausing
 

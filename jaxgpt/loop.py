@@ -150,7 +150,7 @@ def _steps(run, state, restored, meta, mgr, evaluations, progress, signals, on_e
         _save(mgr, state, meta, record["val_loss"], on_event, evaluations.feed)
     elif step % tc.eval_interval == 0 and step not in evaluations.metrics_log.steps:
         record = evaluations(eval_params(state), step)
-    while step < tc.max_iters:
+    while step < tc.max_iters:  # a budget's pace may shorten tc at an evaluation: each call from the current one
         n = next(chunk_sizes(step, tc))
         state, metrics = train_steps_jit(state, evaluations.feed.train(step, n), run.model, tc, n)
         progress.after_call(metrics, n)

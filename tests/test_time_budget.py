@@ -1,5 +1,6 @@
 """--time-budget: the duration parser, the flag checks, the plan, and a budgeted run on an injected clock (wall time
-on a busy 2-core machine would make these flaky): max_iters chosen and recorded, and --resume never re-times."""
+on a busy 2-core machine would make these flaky): max_iters chosen and recorded, shortened when the steps run
+slower than planned, and --resume never re-times."""
 import itertools
 import json
 import os
@@ -31,6 +32,8 @@ BUDGET = "52s"
 # then the clock at the evaluations at 8 and 16, each before its save: on plan (predicted 28.7 and 37.5 less a save
 # and the final pass), or with the steps 8 -> 16 at 1.2x their time: 26.4 + 1.2 x 8.8
 ON_PLAN, SLOWER = READINGS + (26.4, 35.2), READINGS + (26.4, 36.96)
+
+
 class ScriptedClock:
     def __init__(self, readings=ON_PLAN):
         self.readings = list(readings)
