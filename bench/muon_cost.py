@@ -4,7 +4,8 @@ before 2026-12-07: a lax.scan over a per-step table such as Polar Express's) and
 shape (`baby`: 2 batched calls, 16 x 128x128 and 8 x 128x512, instead of 4, one per leaf; tests/test_muon_batched.py
 checks these equal jaxgpt's within 1e-5), all against AdamW, on the same preset, interleaved in one process (issue 24).
 
-    python bench/muon_cost.py                        # baby: jaxgpt, plain NS, optax's NS, batched, adamw
+    python bench/muon_cost.py                        # baby: jaxgpt, bf16 NS, plain NS, optax's NS, batched, adamw
+    python bench/muon_cost.py --only bf16            # baby: jaxgpt, its Newton-Schulz in bf16 products, adamw
     python bench/muon_cost.py --preset baby --repeats 9 --set scan_layers=true
 
 Each variant is its own fresh `jax.jit` of `training.train_steps` (the others traced while `optim.newton_schulz` is
@@ -45,8 +46,11 @@ def newton_schulz(x, coeffs):
     return x
 
 
-def plain_newton_schulz(x, dims, coeffs):
-    """optim.newton_schulz before its Gram form (2026-12-07): the plain iteration on every matrix, wide ones too."""
+def plain_newton_schulz(x, dims, coeffs, dtype="float32"):
+    """optim.newton_schulz before its Gram form (2026-12-07): the plain iteration on every matrix, wide ones too
+    (float32 products only)."""
+    if dtype != "float32":
+        raise SystemExit(f"the plain iteration runs float32 products, not muon_ns_dtype {dtype}")
     reshape, inverse = _compute_muon_reshape(x, dims)
     m = reshape(x)  # (N, fan_in, fan_out)
     flip = m.shape[1] > m.shape[2]
@@ -97,10 +101,10 @@ def _muon_variant(scale_by_muon_fn):
     """optim.muon's signature and chain, with `scale_by_muon_fn(momentum, ns_steps, ns_coeffs, dims)` as its first
     transform."""
     def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic", weight_decay: float = 0.0,
-             per_head: bool = False):
-        if weight_decay or per_head:
+             per_head: bool = False, ns_dtype: str = "float32"):
+        if weight_decay or per_head or ns_dtype != "float32":
             raise SystemExit(f"the bench's Muon variants run without weight decay or per-head matrices, not "
-                             f"muon_weight_decay {weight_decay}, muon_per_head {per_head}")
+                             f"muon_weight_decay {weight_decay}, muon_per_head {per_head}, muon_ns_dtype {ns_dtype}")
         dims = optim._masked_dimension_numbers
         return optax.chain(scale_by_muon_fn(momentum, ns_steps, ns_coeffs, dims),
                            scale_by_shape(weight_dimension_numbers=dims), optax.scale_by_learning_rate(learning_rate))
@@ -128,15 +132,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--preset", default="baby")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--only", nargs="+", default=["bf16", "plain", "optax", "batched"],
+                   choices=["bf16", "plain", "optax", "batched"], help="the variants timed beside jaxgpt's and AdamW")
     a = p.parse_args(argv)
     print(cpu_class(), flush=True)
     from jaxgpt import optim
 
     spec = " ".join([a.preset, *a.set])
     runs = {"muon (jaxgpt, NS per leaf)": build(spec, 65, fresh_step())}
-    variants = (("muon, plain NS per leaf", "newton_schulz", plain_newton_schulz),
-                ("muon, optax's NS per leaf", "muon", optax_muon), ("muon, NS batched by shape", "muon", batched_muon))
-    for name, attr, variant in variants:
+    if "bf16" in a.only:  # the switch, not a swap: optim's own code with bf16 products
+        runs["muon, NS products in bf16"] = build(spec + " muon_ns_dtype=bfloat16", 65, fresh_step())
+    variants = tuple(v for v in (("muon, plain NS per leaf", "newton_schulz", plain_newton_schulz, "plain"),
+                                 ("muon, optax's NS per leaf", "muon", optax_muon, "optax"),
+                                 ("muon, NS batched by shape", "muon", batched_muon, "batched")) if v[3] in a.only)
+    for name, attr, variant, _ in variants:
         own = getattr(optim, attr)
         setattr(optim, attr, variant)
         try:  # traced and compiled by build's first call, so the swap only lasts that long
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         med = statistics.median(ts)
         print(f"  {name:28s} {med:7.2f} [{min(ts):.2f}-{max(ts):.2f}]  x{med / base:.3f}   process CPU "
               f"{statistics.median(cpu[name]):7.2f} x{statistics.median(cpu[name]) / statistics.median(cpu['adamw']):.3f}")
-    for name, _, _ in variants:
+    for name in [n for n in runs if n not in ("adamw", "muon (jaxgpt, NS per leaf)")]:
         paired = [b / p for b, p in zip(times[name], times["muon (jaxgpt, NS per leaf)"])]
         print(f"  {name} / jaxgpt's, paired per repeat: median {statistics.median(paired):.3f} "
               f"[{min(paired):.3f}-{max(paired):.3f}]")

@@ -167,6 +167,8 @@ class TrainConfig(_Checked):
                                      # first muon_ns_steps of Amsel et al. 2025's five per-step sets (modded-nanogpt)
     muon_weight_decay: float = 0.0   # decoupled decay on Muon's matrices, muon lr x this x W a step (Liu et al. 2025)
     muon_per_head: bool = False      # Newton-Schulz on each head's q, k, v and proj matrix (C x hs), not the C x C whole
+    muon_ns_dtype: str = "float32"   # Newton-Schulz's products: float32 | bfloat16 inputs summed in f32 (modded-nanogpt
+                                     # runs it in bf16; 0.55-0.72x its f32 time on the Intel class, docs/speed.md)
     ema_decay: float = 0.0           # > 0: runs evaluate, save and sample a moving average of the params, each step
                                      # e <- d e + (1 - d) params, d = min(ema_decay, (1 + t) / (10 + t)) (Polyak
                                      # averaging; TensorFlow's num_updates rule, about the last t / 9 steps)
@@ -189,6 +191,7 @@ class TrainConfig(_Checked):
         _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         _check_choice("schedule", self.schedule, SCHEDULES)
         _check_choice("muon_ns_coeffs", self.muon_ns_coeffs, NS_COEFFS)
+        _check_choice("muon_ns_dtype", self.muon_ns_dtype, DTYPES)
         if not 1 <= self.muon_ns_steps <= (5 if self.muon_ns_coeffs == "polar_express" else 100):
             raise ConfigError(f"muon_ns_steps {self.muon_ns_steps} must be in [1, 100] (polar_express: [1, 5], the "
                               f"sets it has)")

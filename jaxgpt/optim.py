@@ -100,14 +100,26 @@ def optax_ns_args(ns_steps: int, ns_coeffs: str) -> dict:
         dict(ns_coeffs=POLAR_EXPRESS[:ns_steps])
 
 
-def newton_schulz(x: jax.Array, dims: MuonDimensionNumbers, coeffs: tuple) -> jax.Array:
+def newton_schulz(x: jax.Array, dims: MuonDimensionNumbers, coeffs: tuple, dtype: str = "float32") -> jax.Array:
     """The matrices of one leaf (split by `dims`) orthogonalised: short side first, X / (|X|_F + 1e-8), then
     X <- a X + (b A + c A A) X with A = X X^T for each (a, b, c) in `coeffs`, the steps unrolled with the
     coefficients as constants (optax's per-step table is a lax.scan). A square-ish matrix runs the same operations
     as optax's orthogonalize_via_newton_schulz, in the same order; a wide one (long side >= 2 x short) runs them on
-    its Gram matrix (`_gram_newton_schulz`), the same polynomial at float32 rounding."""
+    its Gram matrix (`_gram_newton_schulz`), the same polynomial at float32 rounding.
+
+    `dtype` bfloat16 rounds each product's inputs to bf16 and sums in f32 (modded-nanogpt runs Newton-Schulz in
+    bf16): XLA's CPU dots take that form 3-4x faster than f32 on the Intel class (AMX), but run a product whose
+    second operand is transposed (X X^T) in f32 after converting both. So with bf16 every matrix takes the Gram form
+    in its own orientation, one transposed product per 3 steps: X is rebuilt (Q X) every 3 steps, since 5 steps of
+    one Gram iteration in bf16 took an ill-conditioned matrix's largest singular value to 10-50,000 where float32
+    gives 1.2 (docs/speed.md, round 10)."""
     reshape, inverse = _compute_muon_reshape(x, dims)
     m = reshape(x)  # (N, fan_in, fan_out)
+    if dtype != "float32":
+        m = m / (jnp.linalg.norm(m, axis=(1, 2), keepdims=True) + 1e-8)
+        for i in range(0, len(coeffs), 3):  # bf16's rounding compounds in Q and A: 5 steps in one go can blow up
+            m = _gram_newton_schulz(m, coeffs[i:i + 3], lambda y: y.astype(dtype), tall=m.shape[1] > m.shape[2])
+        return inverse(m)
     flip = m.shape[1] > m.shape[2]
     if flip:
         m = m.swapaxes(1, 2)
@@ -122,24 +134,32 @@ def newton_schulz(x: jax.Array, dims: MuonDimensionNumbers, coeffs: tuple) -> ja
     return inverse(m.swapaxes(1, 2) if flip else m)
 
 
-def _gram_newton_schulz(x: jax.Array, coeffs: tuple) -> jax.Array:
+def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
+    """a @ b summed in float32 (for float32 inputs exactly a @ b)."""
+    return jnp.matmul(a, b, preferred_element_type=jnp.float32)
+
+
+def _gram_newton_schulz(x: jax.Array, coeffs: tuple, cast=lambda y: y, tall: bool = False) -> jax.Array:
     """Newton-Schulz on wide matrices x (N, s, l), s <= l / 2, in s x s space: every iterate is Q x with Q a
     polynomial in G = x x^T, so A = X X^T = Q G Q = Q Q G (all commute). A step is M = a I + b A + c A A,
     Q <- M Q, A <- M A M; x's long side is touched twice (G, then Q x), not twice a step: 2 s^2 l + 9 s^3
-    multiply-adds for 3 steps against 6 s^2 l + 3 s^3 (37% fewer for baby's 128 x 512 matrices)."""
-    A = x @ x.swapaxes(1, 2)  # (N, s, s)
-    eye = jnp.eye(x.shape[1], dtype=x.dtype)
+    multiply-adds for 3 steps against 6 s^2 l + 3 s^3 (37% fewer for baby's 128 x 512 matrices). A `tall` x
+    (N, l, s) runs as its transpose without moving it: G = x^T x, then x Q (Q is symmetric). `cast` rounds each
+    product's inputs (newton_schulz's dtype)."""
+    xb = cast(x)
+    A = _dot(xb.swapaxes(1, 2), xb) if tall else _dot(xb, xb.swapaxes(1, 2))  # (N, s, s)
+    eye = jnp.eye(A.shape[1], dtype=x.dtype)
     q = None
     for i, (a, b, c) in enumerate(coeffs):
-        M = a * eye + b * A + c * A @ A
-        q = M if q is None else M @ q
+        M = cast(a * eye + b * A + _dot(cast(c * A), cast(A)))
+        q = M if q is None else _dot(M, cast(q))
         if i + 1 < len(coeffs):
-            A = M @ (A @ M)
-    return q @ x
+            A = _dot(M, cast(_dot(cast(A), M)))
+    return _dot(xb, cast(q)) if tall else _dot(cast(q), xb)
 
 
-def scale_by_muon_unrolled(beta: float, ns_steps: int, ns_coeffs: str,
-                           dimension_numbers) -> optax.GradientTransformation:
+def scale_by_muon_unrolled(beta: float, ns_steps: int, ns_coeffs: str, dimension_numbers,
+                           ns_dtype: str = "float32") -> optax.GradientTransformation:
     """optax.contrib.scale_by_muon (Nesterov momentum with bias correction, then Newton-Schulz) with
     `newton_schulz` as the orthogonaliser; its state is optax's MuonState as before, so old run folders load."""
     init = scale_by_muon(beta=beta, nesterov=True, weight_dimension_numbers=dimension_numbers,
@@ -154,7 +174,7 @@ def scale_by_muon_unrolled(beta: float, ns_steps: int, ns_coeffs: str,
         mu_hat = jax.tree.map(lambda m, g: beta * m + (1 - beta) * g,
                               optax.tree.bias_correction(mu, beta, safe_increment(count)),
                               optax.tree.bias_correction(updates, beta, count))
-        updates = jax.tree.map(lambda x, d: newton_schulz(x, d, coeffs), mu_hat, dimension_numbers(updates),
+        updates = jax.tree.map(lambda x, d: newton_schulz(x, d, coeffs, ns_dtype), mu_hat, dimension_numbers(updates),
                                is_leaf=is_dims)
         return updates, MuonState(count=count, mu=mu, ns_coeffs=state.ns_coeffs)
 
@@ -162,14 +182,15 @@ def scale_by_muon_unrolled(beta: float, ns_steps: int, ns_coeffs: str,
 
 
 def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "quintic",
-         weight_decay: float = 0.0, per_head: bool = False) -> optax.GradientTransformation:
+         weight_decay: float = 0.0, per_head: bool = False, ns_dtype: str = "float32") -> optax.GradientTransformation:
     """Muon on leaves whose dimension numbers are known (use inside multi_transform with `labels`); `ns_coeffs`
     "quintic" runs QUINTIC `ns_steps` times, "polar_express" the first `ns_steps` sets of POLAR_EXPRESS;
     `weight_decay` > 0 adds decoupled decay, lr x weight_decay x W (Liu et al. 2025, modded-nanogpt); `per_head`
-    orthogonalises attention's kernels one head at a time, scaled as the whole matrix would be."""
+    orthogonalises attention's kernels one head at a time, scaled as the whole matrix would be; `ns_dtype` is the
+    type Newton-Schulz's products read (`_matmul`)."""
     return optax.chain(
         scale_by_muon_unrolled(momentum, ns_steps, ns_coeffs,
-                               functools.partial(_masked_dimension_numbers, per_head=per_head)),
+                               functools.partial(_masked_dimension_numbers, per_head=per_head), ns_dtype),
         scale_by_shape(weight_dimension_numbers=_masked_dimension_numbers),  # sqrt(max(1, fan_out / fan_in))
         *([optax.add_decayed_weights(weight_decay)] if weight_decay else []),
         optax.scale_by_learning_rate(learning_rate))
@@ -177,7 +198,8 @@ def muon(learning_rate, momentum: float, ns_steps: int = 5, ns_coeffs: str = "qu
 
 def muon_adamw(muon_lr, momentum: float, adamw: optax.GradientTransformation, ns_steps: int = 5,
                ns_coeffs: str = "quintic", weight_decay: float = 0.0,
-               per_head: bool = False) -> optax.GradientTransformation:
+               per_head: bool = False, ns_dtype: str = "float32") -> optax.GradientTransformation:
     """Muon at `muon_lr` on the Block matrices, `adamw` (with its own learning rate and masks) on the rest."""
-    return optax.multi_transform({"muon": muon(muon_lr, momentum, ns_steps, ns_coeffs, weight_decay, per_head),
+    return optax.multi_transform({"muon": muon(muon_lr, momentum, ns_steps, ns_coeffs, weight_decay, per_head,
+                                               ns_dtype),
                                   "adamw": adamw}, labels)

@@ -85,7 +85,8 @@ def make_optimizer(mc: GPTConfig, tc: TrainConfig) -> optax.GradientTransformati
     adamw = optax.adamw(lr_schedule(tc), b1=tc.beta1, b2=tc.beta2, weight_decay=tc.weight_decay, mask=decay_mask)
     if tc.optimizer == "muon":
         adamw = optim.muon_adamw(lr_schedule(tc, tc.muon_lr / tc.learning_rate), tc.muon_momentum, adamw,
-                                 tc.muon_ns_steps, tc.muon_ns_coeffs, tc.muon_weight_decay, tc.muon_per_head)
+                                 tc.muon_ns_steps, tc.muon_ns_coeffs, tc.muon_weight_decay, tc.muon_per_head,
+                                 tc.muon_ns_dtype)
     opt = optax.chain(optax.clip_by_global_norm(tc.grad_clip), adamw) if tc.grad_clip > 0 else adamw
     if mc.lora_rank:
         labels = lambda params: jax.tree_util.tree_map_with_path(is_lora, params)

@@ -28,7 +28,8 @@ def test_text_round_trips_through_its_vocabulary_and_tokenizer_json(text):
 
 CHOICES = {"model": cfg.MODELS, "pos_embedding": cfg.POS_EMBEDDINGS, "activation": cfg.ACTIVATIONS,
            "dtype": cfg.DTYPES, "sharding": cfg.SHARDINGS, "norm": cfg.NORMS, "optimizer": cfg.OPTIMIZERS,
-           "schedule": cfg.SCHEDULES, "tokenizer": cfg.TOKENIZERS, "muon_ns_coeffs": cfg.NS_COEFFS}
+           "schedule": cfg.SCHEDULES, "tokenizer": cfg.TOKENIZERS, "muon_ns_coeffs": cfg.NS_COEFFS,
+           "muon_ns_dtype": cfg.DTYPES}
 small_floats = st.floats(0.0, 0.9) | st.floats(1e-6, 1e4)  # finite; repr() round-trips every float
 
 
