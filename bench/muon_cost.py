@@ -1,18 +1,20 @@
-"""Muon's cost per training step: jaxgpt's Muon (its own Newton-Schulz, unrolled, per leaf, wide matrices in Gram
-form) against the plain iteration on every matrix (jaxgpt's before the Gram form), optax's Newton-Schulz (jaxgpt's
-before 2026-12-07: a lax.scan over a per-step table such as Polar Express's) and Newton-Schulz batched by matrix
-shape (`baby`: 2 batched calls, 16 x 128x128 and 8 x 128x512, instead of 4, one per leaf; tests/test_muon_batched.py
-checks these equal jaxgpt's within 1e-5), all against AdamW, on the same preset, interleaved in one process (issue 24).
+"""Muon's cost per training step: the preset's Muon (jaxgpt's own Newton-Schulz, unrolled, per leaf, wide matrices
+in Gram form; `baby`'s products from bf16 inputs) against the same with float32 or bf16 products
+(`muon_ns_dtype`), the plain iteration on every matrix (jaxgpt's before the Gram form), optax's Newton-Schulz
+(jaxgpt's before 2026-12-07: a lax.scan over a per-step table such as Polar Express's) and Newton-Schulz batched by
+matrix shape (`baby`: 2 batched calls, 16 x 128x128 and 8 x 128x512, instead of 4, one per leaf;
+tests/test_muon_batched.py checks these equal jaxgpt's within 1e-5; these three with float32 products), all against
+AdamW, on the same preset, interleaved in one process (issue 24).
 
-    python bench/muon_cost.py                        # baby: jaxgpt, bf16 NS, plain NS, optax's NS, batched, adamw
-    python bench/muon_cost.py --only bf16            # baby: jaxgpt, its Newton-Schulz in bf16 products, adamw
+    python bench/muon_cost.py                        # baby: the preset's, f32 and bf16 NS, plain, optax's, batched
+    python bench/muon_cost.py --only float32         # baby (bf16 products) against f32 products and AdamW
     python bench/muon_cost.py --preset baby --repeats 9 --set scan_layers=true
 
 Each variant is its own fresh `jax.jit` of `training.train_steps` (the others traced while `optim.newton_schulz` is
 swapped for `plain_newton_schulz` or `optim.muon` for `optax_muon` or `batched_muon`), compiled first, then timed
 A B C D E A B C D E ..., `steps_per_call` steps a call, stopped once the loss is on the host. Prints median ms/step
 [range] and the ratio to AdamW (the issue's overhead), the same for process CPU time (on a shared machine the
-steadier of the two), and each variant over jaxgpt's, paired per repeat.
+steadier of the two), and each variant over the preset's, paired per repeat.
 """
 from __future__ import annotations
 
@@ -132,24 +134,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--preset", default="baby")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--repeats", type=int, default=9)
-    p.add_argument("--only", nargs="+", default=["bf16", "plain", "optax", "batched"],
-                   choices=["bf16", "plain", "optax", "batched"], help="the variants timed beside jaxgpt's and AdamW")
+    p.add_argument("--only", nargs="+", default=["float32", "bfloat16", "plain", "optax", "batched"],
+                   choices=["float32", "bfloat16", "plain", "optax", "batched"],
+                   help="the variants timed beside the preset's Muon and AdamW")
     a = p.parse_args(argv)
     print(cpu_class(), flush=True)
     from jaxgpt import optim
 
     spec = " ".join([a.preset, *a.set])
-    runs = {"muon (jaxgpt, NS per leaf)": build(spec, 65, fresh_step())}
-    if "bf16" in a.only:  # the switch, not a swap: optim's own code with bf16 products
-        runs["muon, NS products in bf16"] = build(spec + " muon_ns_dtype=bfloat16", 65, fresh_step())
+    runs = {"muon (the preset's)": build(spec, 65, fresh_step())}
+    for dtype in ("float32", "bfloat16"):  # the switch, not a swap: optim's own code with f32 or bf16 products
+        if dtype in a.only:
+            runs[f"muon, NS products in {dtype}"] = build(f"{spec} muon_ns_dtype={dtype}", 65, fresh_step())
     variants = tuple(v for v in (("muon, plain NS per leaf", "newton_schulz", plain_newton_schulz, "plain"),
                                  ("muon, optax's NS per leaf", "muon", optax_muon, "optax"),
                                  ("muon, NS batched by shape", "muon", batched_muon, "batched")) if v[3] in a.only)
     for name, attr, variant, _ in variants:
         own = getattr(optim, attr)
         setattr(optim, attr, variant)
-        try:  # traced and compiled by build's first call, so the swap only lasts that long
-            runs[name] = build(spec, 65, fresh_step())
+        try:  # traced and compiled by build's first call, so the swap only lasts that long; f32 products only
+            runs[name] = build(f"{spec} muon_ns_dtype=float32", 65, fresh_step())
         finally:
             setattr(optim, attr, own)
     runs["adamw"] = build(spec + " optimizer=adamw", 65, fresh_step())
@@ -165,9 +169,9 @@ def main(argv: list[str] | None = None) -> None:
         med = statistics.median(ts)
         print(f"  {name:28s} {med:7.2f} [{min(ts):.2f}-{max(ts):.2f}]  x{med / base:.3f}   process CPU "
               f"{statistics.median(cpu[name]):7.2f} x{statistics.median(cpu[name]) / statistics.median(cpu['adamw']):.3f}")
-    for name in [n for n in runs if n not in ("adamw", "muon (jaxgpt, NS per leaf)")]:
-        paired = [b / p for b, p in zip(times[name], times["muon (jaxgpt, NS per leaf)"])]
-        print(f"  {name} / jaxgpt's, paired per repeat: median {statistics.median(paired):.3f} "
+    for name in [n for n in runs if n not in ("adamw", "muon (the preset's)")]:
+        paired = [b / p for b, p in zip(times[name], times["muon (the preset's)"])]
+        print(f"  {name} / the preset's, paired per repeat: median {statistics.median(paired):.3f} "
               f"[{min(paired):.3f}-{max(paired):.3f}]")
 
 

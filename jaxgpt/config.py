@@ -168,7 +168,7 @@ class TrainConfig(_Checked):
     muon_weight_decay: float = 0.0   # decoupled decay on Muon's matrices, muon lr x this x W a step (Liu et al. 2025)
     muon_per_head: bool = False      # Newton-Schulz on each head's q, k, v and proj matrix (C x hs), not the C x C whole
     muon_ns_dtype: str = "float32"   # Newton-Schulz's products: float32 | bfloat16 inputs summed in f32 (modded-nanogpt
-                                     # runs it in bf16; 0.55-0.72x its f32 time on the Intel class, docs/speed.md)
+                                     # runs it in bf16; 0.61x its f32 time on baby's leaves, Intel class, docs/speed.md)
     ema_decay: float = 0.0           # > 0: runs evaluate, save and sample a moving average of the params, each step
                                      # e <- d e + (1 - d) params, d = min(ema_decay, (1 + t) / (10 + t)) (Polyak
                                      # averaging; TensorFlow's num_updates rule, about the last t / 9 steps)
