@@ -89,13 +89,14 @@ _MODERN = dict(pos_embedding="rope", norm="rms", qk_norm=True, activation="relu2
 PRESETS["baby"] = Preset(
     "The character model (the lecture's unit: a token per character, 65 in Tiny Shakespeare): nanogpt-cpu's model "
     "on sequences of 128 at batch 8 (the same 1024 tokens a step), its cosine schedule and 3600 steps, with Muon "
-    "(lr 0.0125, momentum 0.9, three Polar Express steps) on the Block matrices, rotary positions, RMSNorm, QK-norm, "
-    "ReLU^2, zero-initialised projections, an untied head and a moving average of the params as the model "
-    "(ema_decay 0.999): val loss 1.48125 in 3600 steps (Intel Xeon, 2026-12-07; 1.5095 at block 64 and batch 16, "
+    "(lr 0.0125, momentum 0.9, three Polar Express steps from bf16 products) on the Block matrices, rotary "
+    "positions, RMSNorm, QK-norm, ReLU^2, zero-initialised projections, an untied head and a moving average of the "
+    "params as the model (ema_decay 0.999): val loss 1.4795 in 3600 steps (Intel Xeon, 2026-12-08; 1.48125 with "
+    "float32 products, 1.5095 at block 64 and batch 16, "
     "nanogpt-cpu's recipe 1.6358 in the same tokens, docs/speed.md).",
     replace(PRESETS["nanogpt-cpu"].model, **_MODERN, tie_embeddings=False, block_size=128),  # 128: -0.016 at B, 3 seeds
     replace(PRESETS["nanogpt-cpu"].train, batch_size=8, optimizer="muon", muon_lr=0.0125, muon_momentum=0.9,
-            muon_ns_coeffs="polar_express", muon_ns_steps=3, ema_decay=0.999))
+            muon_ns_coeffs="polar_express", muon_ns_steps=3, muon_ns_dtype="bfloat16", ema_decay=0.999))
 # nanoGPT's config/train_gpt2.py on its model.py defaults. Its step: 40 micro-steps of 12 sequences (5 on each of
 # 8 GPUs) = 480 x 1024 tokens. Here the global batch of 480 in 20 micro-batches of 24, 3 a chip on 8 chips: nanoGPT's
 # 12 a GPU rely on flash attention, and this model's (B, H, T, T) weights at 6 a chip fill a v5e's 16 GB
