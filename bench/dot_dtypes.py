@@ -62,8 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{batch} x ({n}, {n}) @ ({n}, {n}), {a.repeats} interleaved repeats of {a.calls} calls, "
               f"us per matrix:")
         for name, ts in times.items():
-            med = statistics.median(ts)
-            f, arg = runs[name]
+            med, arg = statistics.median(ts), runs[name][1]
             print(f"  {name:30s} {med:9.1f} [{min(ts):.1f}-{max(ts):.1f}]  {2 * n ** 3 / med / 1e3:6.0f} GFLOP/s"
                   f"  upcasts {upcasts(FORMS[name][0], arg, arg)}")
 

@@ -8,13 +8,14 @@ AdamW, on the same preset, interleaved in one process (issue 24).
 
     python bench/muon_cost.py                        # baby: the preset's, f32 and bf16 NS, plain, optax's, batched
     python bench/muon_cost.py --only float32         # baby (bf16 products) against f32 products and AdamW
+    python bench/muon_cost.py --only no_ns           # baby against baby without Newton-Schulz and AdamW
     python bench/muon_cost.py --preset baby --repeats 9 --set scan_layers=true
 
 Each variant is its own fresh `jax.jit` of `training.train_steps` (the others traced while `optim.newton_schulz` is
-swapped for `plain_newton_schulz` or `optim.muon` for `optax_muon` or `batched_muon`), compiled first, then timed
-A B C D E A B C D E ..., `steps_per_call` steps a call, stopped once the loss is on the host. Prints median ms/step
-[range] and the ratio to AdamW (the issue's overhead), the same for process CPU time (on a shared machine the
-steadier of the two), and each variant over the preset's, paired per repeat.
+swapped for `plain_newton_schulz` or `normalised_only`, or `optim.muon` for `optax_muon` or `batched_muon`),
+compiled first, then timed A B C D E A B C D E ..., `steps_per_call` steps a call, stopped once the loss is on the
+host. Prints median ms/step [range] and the ratio to AdamW (the issue's overhead), the same for process CPU time (on
+a shared machine the steadier of the two), and each variant over the preset's, paired per repeat.
 """
 from __future__ import annotations
 
@@ -59,6 +60,15 @@ def plain_newton_schulz(x, dims, coeffs, dtype="float32"):
     m = jnp.swapaxes(m, 1, 2) if flip else m
     m = newton_schulz(m / (jnp.linalg.norm(m, axis=(1, 2), keepdims=True) + 1e-8), coeffs)
     return inverse(jnp.swapaxes(m, 1, 2) if flip else m)
+
+
+def normalised_only(x, dims, coeffs, dtype="float32"):
+    """No Newton-Schulz: each matrix of the leaf divided by its Frobenius norm, so a run with it times the rest of
+    Muon (momentum, scaling, the multi_transform) against AdamW."""
+    del coeffs, dtype
+    reshape, inverse = _compute_muon_reshape(x, dims)
+    m = reshape(x)
+    return inverse(m / (jnp.linalg.norm(m, axis=(1, 2), keepdims=True) + 1e-8))
 
 
 def orthogonalize_by_shape(updates, dims, coeffs):
@@ -135,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--only", nargs="+", default=["float32", "bfloat16", "plain", "optax", "batched"],
-                   choices=["float32", "bfloat16", "plain", "optax", "batched"],
+                   choices=["float32", "bfloat16", "plain", "optax", "batched", "no_ns"],
                    help="the variants timed beside the preset's Muon and AdamW")
     a = p.parse_args(argv)
     print(cpu_class(), flush=True)
@@ -148,7 +158,9 @@ def main(argv: list[str] | None = None) -> None:
             runs[f"muon, NS products in {dtype}"] = build(f"{spec} muon_ns_dtype={dtype}", 65, fresh_step())
     variants = tuple(v for v in (("muon, plain NS per leaf", "newton_schulz", plain_newton_schulz, "plain"),
                                  ("muon, optax's NS per leaf", "muon", optax_muon, "optax"),
-                                 ("muon, NS batched by shape", "muon", batched_muon, "batched")) if v[3] in a.only)
+                                 ("muon, NS batched by shape", "muon", batched_muon, "batched"),
+                                 ("muon without NS (normalised only)", "newton_schulz", normalised_only, "no_ns"))
+                     if v[3] in a.only)
     for name, attr, variant, _ in variants:
         own = getattr(optim, attr)
         setattr(optim, attr, variant)

@@ -109,11 +109,11 @@ def newton_schulz(x: jax.Array, dims: MuonDimensionNumbers, coeffs: tuple, dtype
     its Gram matrix (`_gram_newton_schulz`), the same polynomial at float32 rounding.
 
     `dtype` bfloat16 rounds each product's inputs to bf16 and sums in f32 (modded-nanogpt runs Newton-Schulz in
-    bf16): XLA's CPU dots take that form 3-4x faster than f32 on the Intel class (AMX), but run a product whose
+    bf16): XLA's CPU dots take that form 4-5x faster than f32 on the Intel class (AMX), but run a product whose
     second operand is transposed (X X^T) in f32 after converting both. So with bf16 every matrix takes the Gram form
     in its own orientation, one transposed product per 3 steps: X is rebuilt (Q X) every 3 steps, since 5 steps of
-    one Gram iteration in bf16 took an ill-conditioned matrix's largest singular value to 10-50,000 where float32
-    gives 1.2 (docs/speed.md, round 10)."""
+    one Gram iteration in bf16 took an ill-conditioned matrix's largest singular value to 7-49,000 where float32
+    gives 1.1-1.2 (docs/speed.md, round 10)."""
     reshape, inverse = _compute_muon_reshape(x, dims)
     m = reshape(x)  # (N, fan_in, fan_out)
     if dtype != "float32":
